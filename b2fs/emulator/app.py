@@ -98,6 +98,10 @@ class App:
         ts = ts_ms if ts_ms is not None else self.store.next_ts(int(time.time() * 1000))
         return ids.file_id(bucket_id, seq, ts, large), ts, seq
 
+    def uploads_in_flight(self) -> int:
+        with self._uploads_lock:
+            return len(self._uploads)
+
     @contextlib.contextmanager
     def uploading(self, token: str) -> Iterator[None]:
         """Mark an upload token busy for the duration of one upload (one at a time)."""
