@@ -1321,7 +1321,16 @@ class B2Client:
                         endpoint,
                     )
             elif range_header is not None:
-                # The whole file came back (200) although a range was asked for.
+                # The whole file came back (200) although a range was asked for: take the
+                # range from it, or refuse a range that starts at or past its end.
+                if offset and offset >= info.content_length:
+                    raise B2RangeNotSatisfiable(
+                        416,
+                        "range_not_satisfiable",
+                        f"offset {offset} is at or past the end of the file "
+                        f"({info.content_length} bytes)",
+                        endpoint,
+                    )
                 skip = offset
                 if length is not None and offset + length < info.content_length:
                     limit = length

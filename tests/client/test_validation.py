@@ -8,7 +8,7 @@ from b2fs.b2 import B2InvalidInput
 from b2fs.b2 import validation as v
 
 
-def refused(func, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+def refused(func, *args, **kwargs) -> str:
     with pytest.raises(B2InvalidInput) as caught:
         func(*args, **kwargs)
     assert caught.value.status == 0
