@@ -369,6 +369,9 @@ class Handler(BaseHTTPRequestHandler):
         if self._reset_after == 0:
             self.reset()
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def send_response(self, code: int, message: str | None = None) -> None:
         self.send_response_only(code, message)
         self.send_header("Server", self.version_string())
@@ -442,6 +445,8 @@ class Handler(BaseHTTPRequestHandler):
         if code == 501:
             status = 405
         self.close_connection = True
+        if not getattr(self, "request_version", "").startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"  # answer in HTTP/1.1 even to garbage
         self._started = getattr(self, "_started", False)
         self._reset_after = None
         self._sent = 0

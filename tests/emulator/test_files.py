@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 import re
 import threading
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -72,7 +72,7 @@ def test_empty_file(b2: B2) -> None:
     bucket = b2.create_bucket()
     doc = b2.upload(bucket, "empty", b"")
     assert doc["contentLength"] == 0 and doc["contentSha1"] == sha1(b"")
-    r = b2.download(f"/file/test-bucket/empty")
+    r = b2.download("/file/test-bucket/empty")
     assert r.status_code == 200 and r.content == b""
 
 
