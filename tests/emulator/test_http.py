@@ -160,7 +160,7 @@ def test_body_shorter_than_content_length(
     ).encode()
     with connect(emu) as s:  # the client waits: the server times out with 408
         s.sendall(head + b"x" * 10)
-        status, headers, body = read_response(s, "POST")
+        status, _, body = read_response(s, "POST")
         assert status == 408 and json.loads(body)["code"] == "request_timeout"
     with connect(emu) as s:  # the client gives up: nothing is stored
         s.sendall(head + b"x" * 10)

@@ -1,4 +1,4 @@
-"""Large files: parts, finish rules, cancel, listing parts and unfinished, copy_part (§6.16-6.23)."""
+"""Large files: parts, finish rules, cancel, list parts and unfinished, copy_part (§6.16-6.23)."""
 
 from __future__ import annotations
 
