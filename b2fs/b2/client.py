@@ -42,6 +42,7 @@ Nothing here logs or raises a key or a token; the per-request DEBUG lines come f
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -1383,7 +1384,7 @@ class B2Client:
     async def download_to_file_by_id(
         self,
         file_id: str,
-        path: str | Any,
+        path: str | os.PathLike[str],
         *,
         offset: int = 0,
         length: int | None = None,
@@ -1405,7 +1406,7 @@ class B2Client:
         self,
         bucket_name: str,
         file_name: str,
-        path: str | Any,
+        path: str | os.PathLike[str],
         *,
         offset: int = 0,
         length: int | None = None,
@@ -1432,65 +1433,17 @@ class B2Client:
         offset: int,
         length: int | None,
     ) -> DownloadInfo | None:
-        """The resuming download engine behind ``download_bytes_*``/``download_to_file_*``."""
-        first: list[DownloadInfo] = []
-        hasher: list[Sha1Accumulator | None] = []
-        pinned = [file_id]
-
-        async def attempt(_: int) -> None:
-            start = offset + sink.received
-            want: int | None = None if length is None else length - sink.received
-            if first:
-                total = first[0].size
-                end = total if length is None else min(total, offset + length)
-                if start >= end:
-                    return
-                want = end - start
-            endpoint = "b2_download_file_by_id" if pinned[0] else "b2_download_file_by_name"
-            stack, stream = await self._with_auth(
-                lambda state: self._open_download(
-                    state, endpoint, pinned[0], bucket_name, file_name, start, want, False
-                )
-            )
-            async with stack:
-                info = stream.info
-                if not first:
-                    first.append(info)
-                    pinned[0] = info.file_id
-                    whole = offset == 0 and (length is None or length >= info.size)
-                    expected = info.sha1 if whole else None
-                    hasher.append(Sha1Accumulator() if expected else None)
-                elif info.file_id != first[0].file_id or info.size != first[0].size:
-                    raise B2UnexpectedResponse(
-                        stream.status,
-                        "unexpected_response",
-                        "the file changed while it was being downloaded",
-                        endpoint,
-                    )
-                accumulator = hasher[0]
-                async for chunk in stream.iter_bytes():
-                    if accumulator is not None:
-                        await accumulator.update(chunk)
-                    await sink.write(chunk)
-
+        """The resuming download behind ``download_bytes_*``/``download_to_file_*``."""
+        download = _ResumingDownload(self, sink, file_id, bucket_name, file_name, offset, length)
         endpoint = "b2_download_file_by_id" if file_id else "b2_download_file_by_name"
         try:
-            await self.retry_policy.call(attempt, endpoint=endpoint, stats=self.stats)
+            await self.retry_policy.call(download.attempt, endpoint=endpoint, stats=self.stats)
         except B2RangeNotSatisfiable:
             if offset == 0 and sink.received == 0:
                 return None  # an empty file: nothing at offset 0
             raise
-        info = first[0]
-        accumulator = hasher[0]
-        expected = info.sha1
-        if accumulator is not None and expected is not None:
-            actual = await accumulator.hexdigest()
-            if actual != expected:
-                raise B2ChecksumMismatch(
-                    f"downloaded data of {info.file_name!r} has SHA1 {actual}, B2 says {expected}",
-                    endpoint,
-                )
-        return info
+        await download.verify()
+        return download.first
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -1628,6 +1581,90 @@ class B2Client:
         authorization = _parse(endpoint, DownloadAuthorization.from_json, data)
         self._redactor.add(authorization.authorization_token)
         return authorization
+
+
+class _ResumingDownload:
+    """One byte range read with resumption: each attempt asks for the bytes not yet received,
+    by file id once the first answer named the version (so a download by name never mixes
+    two versions), and the SHA1 of a whole file is computed across attempts."""
+
+    def __init__(
+        self,
+        client: B2Client,
+        sink: DownloadSink,
+        file_id: str | None,
+        bucket_name: str | None,
+        file_name: str | None,
+        offset: int,
+        length: int | None,
+    ) -> None:
+        self._client = client
+        self._sink = sink
+        self._file_id = file_id
+        self._bucket_name = bucket_name
+        self._file_name = file_name
+        self._offset = offset
+        self._length = length
+        self.first: DownloadInfo | None = None
+        self._hasher: Sha1Accumulator | None = None
+
+    def _next_range(self) -> tuple[int, int | None] | None:
+        """(start, length) still to fetch, or None when everything arrived."""
+        received = self._sink.received
+        start = self._offset + received
+        if self.first is None:
+            return start, None if self._length is None else self._length - received
+        total = self.first.size
+        end = total if self._length is None else min(total, self._offset + self._length)
+        return (start, end - start) if start < end else None
+
+    async def attempt(self, _: int) -> None:
+        wanted = self._next_range()
+        if wanted is None:
+            return
+        start, length = wanted
+        file_id = self._file_id
+        endpoint = "b2_download_file_by_id" if file_id else "b2_download_file_by_name"
+        stack, stream = await self._client._with_auth(
+            lambda state: self._client._open_download(
+                state, endpoint, file_id, self._bucket_name, self._file_name, start, length, False
+            )
+        )
+        async with stack:
+            self._check_version(stream, endpoint)
+            hasher = self._hasher
+            async for chunk in stream.iter_bytes():
+                if hasher is not None:
+                    await hasher.update(chunk)
+                await self._sink.write(chunk)
+
+    def _check_version(self, stream: DownloadStream, endpoint: str) -> None:
+        info = stream.info
+        if self.first is None:
+            self.first = info
+            self._file_id = info.file_id
+            whole = self._offset == 0 and (self._length is None or self._length >= info.size)
+            if whole and info.sha1 is not None:
+                self._hasher = Sha1Accumulator()
+        elif info.file_id != self.first.file_id or info.size != self.first.size:
+            raise B2UnexpectedResponse(
+                stream.status,
+                "unexpected_response",
+                "the file changed while it was being downloaded",
+                endpoint,
+            )
+
+    async def verify(self) -> None:
+        """Compare the SHA1 of a whole file read with the one B2 gave."""
+        info, hasher = self.first, self._hasher
+        if info is None or hasher is None or info.sha1 is None:
+            return
+        actual = await hasher.hexdigest()
+        if actual != info.sha1:
+            raise B2ChecksumMismatch(
+                f"downloaded data of {info.file_name!r} has SHA1 {actual}, B2 says {info.sha1}",
+                "b2_download_file_by_id",
+            )
 
 
 def _clip_to_prefix(

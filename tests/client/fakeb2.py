@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -56,16 +56,22 @@ class FakeB2:
 
     async def _handle_as_network(self, request: httpx.Request) -> httpx.Response:
         # Responses made with content= are pre-read by httpx; a network response is a stream.
+        # A handler can make the body break after N bytes with the header X-Test-Fail-After.
         response = await self._handle(request)
-        return httpx.Response(
-            response.status_code, headers=response.headers, stream=_Stream(response.content)
+        headers = httpx.Headers(response.headers)
+        fail_after = headers.pop("x-test-fail-after", None)
+        stream = _Stream(
+            response.content, fail_after=None if fail_after is None else int(fail_after)
         )
+        return httpx.Response(response.status_code, headers=headers, stream=stream)
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         self.requests.append(request)
         self.bodies.append(body)
         endpoint = request.url.path.rsplit("/", 1)[-1]
+        if request.url.path.startswith("/file/"):
+            endpoint = "file"
         if "/b2_upload_file/" in request.url.path or "/b2_upload_part/" in request.url.path:
             endpoint = (
                 "b2_upload_file" if "b2_upload_file" in request.url.path else "b2_upload_part"
@@ -116,13 +122,17 @@ class FakeB2:
 
 
 class _Stream(httpx.AsyncByteStream):
-    def __init__(self, data: bytes, chunk: int = 65536) -> None:
+    def __init__(self, data: bytes, chunk: int = 65536, fail_after: int | None = None) -> None:
         self._data = data
         self._chunk = chunk
+        self._fail_after = fail_after
 
-    async def __aiter__(self):  # type: ignore[no-untyped-def]
-        for start in range(0, len(self._data), self._chunk):
-            yield self._data[start : start + self._chunk]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        end = len(self._data) if self._fail_after is None else self._fail_after
+        for start in range(0, end, self._chunk):
+            yield self._data[start : min(start + self._chunk, end)]
+        if self._fail_after is not None:
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
 
 
 def bucket_json(name: str = "bucket-one", bucket_id: str = "bkt1") -> dict[str, Any]:

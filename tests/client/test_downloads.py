@@ -103,9 +103,10 @@ async def test_empty_file(client: B2Client, bucket: Bucket) -> None:
         assert download.info.size == 0 and await download.read() == b""
 
 
-async def test_sha1_mismatch_is_detected(client: B2Client, bucket: Bucket) -> None:
-    # A large-file SHA1 the client itself recorded lets a whole download be checked; a wrong
-    # one must be caught.
+async def test_content_sha1_takes_precedence_over_large_file_sha1(
+    client: B2Client, bucket: Bucket
+) -> None:
+    # large_file_sha1 only stands in for B2's "none"; a real contentSha1 is what is checked.
     wrong = "0" * 40
     fv = await client.upload_file(
         bucket.bucket_id, "liar", b"content", file_info={"large_file_sha1": wrong}

@@ -17,10 +17,14 @@ from b2fs.b2 import (
     B2AccessDenied,
     B2BadCredentials,
     B2BadRequest,
+    B2ChecksumMismatch,
     B2Client,
     B2ConnectionError,
     B2InvalidInput,
+    B2RangeNotSatisfiable,
+    B2SourceError,
     B2UnexpectedResponse,
+    FileSource,
     RetryPolicy,
 )
 
@@ -351,4 +355,146 @@ async def test_bad_input_sends_nothing() -> None:
         async with client.download_file_by_id("id", offset=-1):
             pass
     assert len(fake.requests) == before
+    await client.aclose()
+
+
+CONTENT = bytes(range(256)) * 1000  # 256,000 bytes
+CONTENT_SHA1 = hashlib.sha1(CONTENT).hexdigest()
+
+
+class FakeDownloads:
+    """Serves CONTENT by id and by name; can ignore ranges, lie about the SHA1, break bodies."""
+
+    def __init__(self, fake: FakeB2) -> None:
+        self.ranges: list[str | None] = []
+        self.paths: list[str] = []
+        self.ignore_range = False
+        self.sha1 = CONTENT_SHA1
+        self.breaks: list[int] = []  # break the next bodies after these many bytes
+        self.file_ids = ["4_zfile1"]
+        fake.handlers["b2_download_file_by_id"] = self.serve
+        fake.handlers["file"] = self.serve
+
+    async def serve(self, request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        self.paths.append(request.url.raw_path.split(b"?")[0].decode())
+        header = request.headers.get("range")
+        self.ranges.append(header)
+        file_id = self.file_ids[0] if len(self.file_ids) == 1 else self.file_ids.pop(0)
+        headers = {
+            "x-bz-file-id": file_id,
+            "x-bz-file-name": "dir/f%20x",
+            "x-bz-content-sha1": self.sha1,
+            "x-bz-upload-timestamp": "1",
+            "content-type": "application/octet-stream",
+        }
+        status, body = 200, CONTENT
+        if header and not self.ignore_range:
+            first, _, last = header.removeprefix("bytes=").partition("-")
+            start = int(first)
+            end = min(int(last) if last else len(CONTENT) - 1, len(CONTENT) - 1)
+            if start >= len(CONTENT):
+                return error(416, "range_not_satisfiable", "no")
+            status, body = 206, CONTENT[start : end + 1]
+            headers["content-range"] = f"bytes {start}-{end}/{len(CONTENT)}"
+        if self.breaks:
+            headers["x-test-fail-after"] = str(self.breaks.pop(0))
+        return httpx.Response(status, content=body, headers=headers)
+
+
+async def download_setup() -> tuple[FakeB2, FakeDownloads, B2Client]:
+    fake = FakeB2()
+    downloads = FakeDownloads(fake)
+    return fake, downloads, await connect(fake)
+
+
+async def test_resumed_download_asks_only_for_the_missing_bytes() -> None:
+    _fake, downloads, client = await download_setup()
+    downloads.breaks = [100_000, 50_000]
+    assert await client.download_bytes_by_id("4_zfile1") == CONTENT
+    assert downloads.ranges == [
+        None,
+        f"bytes=100000-{len(CONTENT) - 1}",
+        f"bytes=150000-{len(CONTENT) - 1}",
+    ]
+    assert client.stats.bytes_downloaded == len(CONTENT)
+    await client.aclose()
+
+
+async def test_a_resumed_download_by_name_stays_on_the_first_version() -> None:
+    fake, downloads, client = await download_setup()
+    downloads.breaks = [1000]
+    data = await client.download_bytes_by_name("bucket-one", "dir/f x", offset=10, length=5000)
+    assert data == CONTENT[10:5010]
+    assert downloads.paths[0] == "/file/bucket-one/dir/f%20x"
+    assert downloads.paths[1] == "/b2api/v3/b2_download_file_by_id"
+    assert fake.requests[-1].url.params["fileId"] == "4_zfile1"
+    assert downloads.ranges == ["bytes=10-5009", "bytes=1010-5009"]
+    await client.aclose()
+
+
+async def test_a_file_that_changes_between_attempts_is_an_error() -> None:
+    _fake, downloads, client = await download_setup()
+    downloads.breaks = [1000]
+    downloads.file_ids = ["4_zfile1", "4_zfile2"]
+    with pytest.raises(B2UnexpectedResponse, match="changed while"):
+        await client.download_bytes_by_id("4_zfile1")
+    await client.aclose()
+
+
+async def test_a_server_ignoring_the_range_still_gives_the_range() -> None:
+    _fake, downloads, client = await download_setup()
+    downloads.ignore_range = True
+    async with client.download_file_by_id("4_zfile1", offset=1000, length=10) as download:
+        assert download.status == 200 and not download.verifies_sha1
+        assert await download.read() == CONTENT[1000:1010]
+    assert await client.download_bytes_by_id("4_zfile1", offset=255_990) == CONTENT[255_990:]
+    with pytest.raises(B2RangeNotSatisfiable):
+        await client.download_bytes_by_id("4_zfile1", offset=len(CONTENT))
+    await client.aclose()
+
+
+async def test_a_wrong_sha1_is_caught_on_whole_file_reads_only() -> None:
+    _fake, downloads, client = await download_setup()
+    downloads.sha1 = "unverified:" + "0" * 40
+    with pytest.raises(B2ChecksumMismatch):
+        await client.download_bytes_by_id("4_zfile1")
+    with pytest.raises(B2ChecksumMismatch):
+        async with client.download_file_by_id("4_zfile1") as download:
+            await download.read()
+    # A range is not the whole file: nothing to compare.
+    assert await client.download_bytes_by_id("4_zfile1", offset=1, length=10) == CONTENT[1:11]
+    # A resumed whole-file read hashes across its attempts.
+    downloads.sha1 = CONTENT_SHA1
+    downloads.breaks = [70_000]
+    assert await client.download_bytes_by_id("4_zfile1") == CONTENT
+    await client.aclose()
+
+
+async def test_a_truncated_staging_file_fails_the_upload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeB2()
+
+    async def get_upload_url(request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "bucketId": "bkt1",
+                "authorizationToken": "utok-secret",
+                "uploadUrl": f"{HOST}/b2api/v3/b2_upload_file/bkt1/n",
+            },
+        )
+
+    async def upload(request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        await request.aread()
+        return error(500, "internal_error", "should not get here")
+
+    fake.handlers["b2_get_upload_url"] = get_upload_url
+    fake.handlers["b2_upload_file"] = upload
+    client = await connect(fake)
+    path = tmp_path / "staging"
+    path.write_bytes(b"x" * 10_000)
+    source = FileSource(path)
+    path.write_bytes(b"x" * 100)
+    with pytest.raises(B2SourceError, match="ended 9900 bytes before"):
+        await client.upload_file("bkt1", "f", source)
+    assert fake.calls["b2_upload_file"] <= 1  # not retried
     await client.aclose()
