@@ -12,11 +12,11 @@ from b2fs.emulator import Emulator
 
 
 @pytest.fixture
-def register_secret(request: pytest.FixtureRequest) -> Callable[[str], None]:
+def secret_registry(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """The suite-wide secret registry of tests/conftest.py (for keys of subprocesses)."""
     for plugin in request.config.pluginmanager.get_plugins():
         fn = getattr(plugin, "register_secret", None)
-        if callable(fn):
+        if callable(fn) and hasattr(plugin, "_live_emulators"):
             return fn  # type: ignore[no-any-return]
     raise RuntimeError("tests/conftest.py register_secret not found")
 
