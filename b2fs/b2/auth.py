@@ -135,12 +135,13 @@ class Authorizer:
             exc.endpoint = ENDPOINT
             raise
         self._transport.redact.add(token)
+        allowed = account.allowed
         log.debug(
-            "authorized: API %s, capabilities %s%s",
+            "authorized: API %s, %d capabilities%s",
             account.api_url,
-            ",".join(sorted(account.allowed.capabilities)),
-            f", restricted to bucket {account.allowed.bucket_name}"
-            if account.allowed.bucket_id
+            len(allowed.capabilities),
+            f", restricted to bucket {allowed.bucket_name!r} prefix {allowed.name_prefix!r}"
+            if allowed.bucket_id
             else "",
         )
         return AuthState(token=token, account=account)

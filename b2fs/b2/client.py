@@ -167,7 +167,6 @@ class Pager(Generic[T, C]):
         self._fetch = fetch
         self.next_cursor: C | None = start
         self._buffer: deque[T] = deque()
-        self._started = False
         self._done = False
 
     def __aiter__(self) -> Pager[T, C]:
@@ -179,11 +178,11 @@ class Pager(Generic[T, C]):
                 raise StopAsyncIteration
             cursor = self.next_cursor
             items, next_cursor = await self._fetch(cursor)
-            if next_cursor is not None and next_cursor == cursor and self._started and not items:
+            if not items and next_cursor is not None and next_cursor == cursor:
+                # An empty page that points back at itself would loop forever.
                 raise B2UnexpectedResponse(
-                    200, "unexpected_response", "a list call returned no progress", ""
+                    200, "unexpected_response", "a list call made no progress", ""
                 )
-            self._started = True
             self._buffer.extend(items)
             self.next_cursor = next_cursor
             if next_cursor is None:
@@ -242,13 +241,45 @@ class B2Client:
         self._part_pools: dict[str, UploadUrlPool] = {}
 
     @classmethod
-    async def connect(cls, key_id: str, key: str, **options: Any) -> B2Client:
+    async def connect(
+        cls,
+        key_id: str,
+        key: str,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        retry_policy: RetryPolicy | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        user_agent: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        trust_env: bool = True,
+        upload_chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_idle_upload_urls: int = 16,
+    ) -> B2Client:
         """A client for the key, authorized (``b2_authorize_account``) and ready.
 
-        ``options`` are those of the constructor (``endpoint``, ``retry_policy``, ``timeout``,
-        ``max_connections``, ...). A refused key raises :class:`B2BadCredentials`.
+        ``endpoint``: where to authorize (B2's by default; the emulator's URL for tests).
+        ``retry_policy``: the one :class:`RetryPolicy` for every call. ``timeout``: httpx
+        timeouts (connect 10 s, read/write 60 s, waiting for a pooled connection 120 s).
+        ``max_connections``: connections kept alive to B2 (64). ``transport``: an httpx
+        transport to use instead of the network (tests). ``trust_env``: honour the proxy
+        environment variables. ``upload_chunk_size``: bytes read per chunk of an upload.
+        ``max_idle_upload_urls``: idle upload URLs kept per bucket and per large file.
+        A refused key raises :class:`B2BadCredentials`.
         """
-        client = cls(key_id, key, **options)
+        client = cls(
+            key_id,
+            key,
+            endpoint=endpoint,
+            retry_policy=retry_policy,
+            timeout=timeout,
+            max_connections=max_connections,
+            user_agent=user_agent,
+            transport=transport,
+            trust_env=trust_env,
+            upload_chunk_size=upload_chunk_size,
+            max_idle_upload_urls=max_idle_upload_urls,
+        )
         try:
             await client.authorize_account()
         except BaseException:
@@ -257,9 +288,12 @@ class B2Client:
         return client
 
     @classmethod
-    async def from_credentials(cls, credentials: Credentials, **options: Any) -> B2Client:
-        """:meth:`connect` with loaded :class:`~b2fs.b2.credentials.Credentials`."""
-        return await cls.connect(credentials.key_id, credentials.key, **options)
+    async def from_credentials(
+        cls, credentials: Credentials, *, endpoint: str = DEFAULT_ENDPOINT, **options: Any
+    ) -> B2Client:
+        """:meth:`connect` with loaded :class:`~b2fs.b2.credentials.Credentials`
+        (``options`` as for :meth:`connect`)."""
+        return await cls.connect(credentials.key_id, credentials.key, endpoint=endpoint, **options)
 
     async def aclose(self) -> None:
         """Close the connections. The client cannot be used afterwards."""
