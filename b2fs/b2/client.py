@@ -983,6 +983,7 @@ class B2Client:
                     length=body.length,
                 )
             finally:
+                self.stats.bytes_uploaded += body.sent
                 await body.aclose()
             if leased is not None:
                 pool.put(leased)

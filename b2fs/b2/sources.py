@@ -166,6 +166,7 @@ class UploadBody:
         self._closed = False
         self.length = source.size + (40 if append_sha1 else 0)
         self.sha1_hex: str | None = None
+        self.sent = 0  # bytes handed to the HTTP layer so far
 
     def __aiter__(self) -> UploadBody:
         return self
@@ -177,6 +178,7 @@ class UploadBody:
             self._finished = True
             if self._hasher is not None:
                 self.sha1_hex = self._hasher.hexdigest()
+                self.sent += 40
                 return self.sha1_hex.encode("ascii")
             raise StopAsyncIteration
         if self._reader is None:
@@ -194,6 +196,7 @@ class UploadBody:
                 self._endpoint,
             )
         self._left -= len(chunk)
+        self.sent += len(chunk)
         return chunk
 
     async def aclose(self) -> None:

@@ -27,8 +27,8 @@ class ClientStats:
     errors_by_code: Counter[tuple[int, str]] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     reauthorizations: int = 0
-    bytes_uploaded: int = 0
-    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0  # file data sent, retries included
+    bytes_downloaded: int = 0  # file data received, retries included
 
     def record_request(self, endpoint: str) -> None:
         self.requests[endpoint] += 1

@@ -176,7 +176,6 @@ class Transport:
         request = self._client.build_request("POST", url, headers=all_headers, content=body)
         request.headers.pop("Transfer-Encoding", None)
         response, payload = await self._exchange(endpoint, request, (headers.get("Authorization"),))
-        self.stats.bytes_uploaded += length
         return self._decode_json(endpoint, response, payload)
 
     @asynccontextmanager

@@ -112,6 +112,8 @@ async def test_reset_during_upload_is_retried(
     assert fv.sha1 == hashlib.sha1(BLOB).hexdigest()
     assert calls(emulator, "b2_get_upload_url") == 2
     assert client.stats.retries["b2_upload_file"] == 1
+    # Traffic: the successful attempt plus whatever the reset one had sent.
+    assert len(BLOB) + 40 < client.stats.bytes_uploaded <= 2 * (len(BLOB) + 40)
 
 
 async def test_reset_during_part_upload_is_retried(
