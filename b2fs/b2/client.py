@@ -57,6 +57,7 @@ from b2fs.b2.auth import API_VERSION, Authorizer, AuthState
 from b2fs.b2.credentials import DEFAULT_ENDPOINT, Credentials
 from b2fs.b2.downloads import (
     BytesSink,
+    CallbackSink,
     DownloadSink,
     DownloadStream,
     FileSink,
@@ -1415,6 +1416,46 @@ class B2Client:
         sink = BytesSink()
         await self._download_into(sink, None, bucket_name, file_name, offset, length)
         return bytes(sink.buffer)
+
+    async def download_into_by_id(
+        self,
+        file_id: str,
+        consume: Callable[[bytes], Awaitable[None]],
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> DownloadInfo | None:
+        """Like :meth:`download_bytes_by_id`, handing the bytes to ``await consume(chunk)`` in
+        order as they arrive: across retries every byte is given exactly once. A SHA1
+        mismatch of a whole-file read is raised after the last chunk (discard what came).
+        Returns the first answer's headers (``None`` if nothing was asked, or offset 0 of an
+        empty file)."""
+        endpoint = "b2_download_file_by_id"
+        validation.check_id(file_id, "file id", endpoint)
+        validation.check_range(offset, length, endpoint)
+        if length == 0:
+            return None
+        return await self._download_into(CallbackSink(consume), file_id, None, None, offset, length)
+
+    async def download_into_by_name(
+        self,
+        bucket_name: str,
+        file_name: str,
+        consume: Callable[[bytes], Awaitable[None]],
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> DownloadInfo | None:
+        """:meth:`download_into_by_id` for the latest version of a name."""
+        endpoint = "b2_download_file_by_name"
+        validation.check_bucket_name(bucket_name, endpoint)
+        validation.check_file_name(file_name, endpoint)
+        validation.check_range(offset, length, endpoint)
+        if length == 0:
+            return None
+        return await self._download_into(
+            CallbackSink(consume), None, bucket_name, file_name, offset, length
+        )
 
     async def download_to_file_by_id(
         self,

@@ -24,7 +24,7 @@ import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import MappingProxyType
 from typing import BinaryIO
 
@@ -38,6 +38,7 @@ from b2fs.b2.stats import ClientStats
 
 __all__ = [
     "BytesSink",
+    "CallbackSink",
     "DownloadSink",
     "DownloadStream",
     "FileSink",
@@ -241,6 +242,17 @@ class BytesSink(DownloadSink):
     async def write(self, chunk: bytes) -> None:
         self.buffer += chunk
         self.received += len(chunk)
+
+
+class CallbackSink(DownloadSink):
+    """Hands every chunk to an async callable, in order, as it arrives."""
+
+    def __init__(self, consume: Callable[[bytes], Awaitable[None]]) -> None:
+        self._consume = consume
+
+    async def write(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        await self._consume(chunk)
 
 
 class FileSink(DownloadSink):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +18,9 @@ from b2fs.b2 import (
     ContentRange,
     FileVersion,
 )
+
+if TYPE_CHECKING:
+    from b2fs.emulator import Emulator
 
 DATA = bytes((i * 7) % 256 for i in range(3 * 1024 * 1024 + 17))
 
@@ -122,3 +126,18 @@ async def test_download_refusals(client: B2Client) -> None:
     assert await client.download_bytes_by_id("id", length=0) == b""
     with pytest.raises(B2InvalidInput):
         await client.download_bytes_by_name("bucket", "bad\x00name")
+
+
+async def test_download_into_a_callback(
+    client: B2Client, stored: FileVersion, emulator: Emulator
+) -> None:
+    received = bytearray()
+
+    async def consume(chunk: bytes) -> None:
+        received.extend(chunk)
+
+    emulator.faults.script("download", "reset", 1)
+    info = await client.download_into_by_id(
+        stored.file_id or "", consume, offset=7, length=2_000_000
+    )
+    assert info is not None and bytes(received) == DATA[7:2_000_007]

@@ -498,3 +498,21 @@ async def test_a_truncated_staging_file_fails_the_upload(tmp_path) -> None:  # t
         await client.upload_file("bkt1", "f", source)
     assert fake.calls["b2_upload_file"] <= 1  # not retried
     await client.aclose()
+
+
+async def test_download_into_gives_every_byte_once_across_resumes() -> None:
+    _fake, downloads, client = await download_setup()
+    downloads.breaks = [65_536, 10_000]
+    chunks: list[bytes] = []
+
+    async def consume(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    info = await client.download_into_by_id("4_zfile1", consume, offset=5, length=200_000)
+    assert info is not None and info.file_id == "4_zfile1"
+    assert b"".join(chunks) == CONTENT[5:200_005]
+    chunks.clear()
+    await client.download_into_by_name("bucket-one", "dir/f x", consume)
+    assert b"".join(chunks) == CONTENT
+    assert await client.download_into_by_id("4_zfile1", consume, length=0) is None
+    await client.aclose()
