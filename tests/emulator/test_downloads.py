@@ -79,6 +79,12 @@ def test_ranges(b2: B2, stored: dict[str, str]) -> None:
         "message": r.json()["message"],
         "status": 416,
     }
+    for unsatisfiable in ("bytes=10-", "bytes=11-", "bytes=100-200"):
+        r = get(unsatisfiable)
+        assert r.status_code == 416, unsatisfiable
+        assert r.headers["content-range"] == "bytes */10"
+    r = get("bytes=5-3")
+    assert r.status_code == 200 and r.content == b"0123456789"
     r = get("lines=1-2")
     assert r.status_code == 200 and r.content == b"0123456789"
 

@@ -50,11 +50,11 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
             raise _unsatisfiable(value, size)
         return max(0, size - n), size - 1
     start = int(m[1])
-    end = int(m[2]) if m[2] else size - 1
-    if end < start:
-        return None
     if start >= size:
         raise _unsatisfiable(value, size)
+    end = int(m[2]) if m[2] else size - 1
+    if end < start:
+        return None  # syntactically invalid (last < first): ignored, as HTTP says
     return start, min(end, size - 1)
 
 
