@@ -5,7 +5,8 @@ tested on trio's MockClock in test_retry.py, never with real sockets)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -35,6 +36,19 @@ async def client(emulator: Emulator) -> AsyncIterator[B2Client]:
 @pytest.fixture
 async def bucket(client: B2Client) -> Bucket:
     return await client.create_bucket(f"client-test-{next(_bucket_serial):04d}")
+
+
+@pytest.fixture
+def register_secret(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``register_secret`` of tests/conftest.py (found by path: two conftest modules exist,
+    and which one is importable as ``conftest`` depends on the collection order)."""
+    root = (Path(__file__).parent.parent / "conftest.py").resolve()
+    for plugin in request.config.pluginmanager.get_plugins():
+        path = getattr(plugin, "__file__", None)
+        if path and Path(path).resolve() == root:
+            register: Callable[[str], None] = plugin.register_secret
+            return register
+    raise RuntimeError("tests/conftest.py is not loaded")
 
 
 def calls(emulator: Emulator, endpoint: str) -> int:

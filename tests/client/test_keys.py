@@ -3,10 +3,10 @@ to a bucket and a name prefix may do."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import register_secret  # the suite-wide secret check in tests/conftest.py
 
 from b2fs.b2 import (
     B2AccessDenied,
@@ -25,16 +25,24 @@ if TYPE_CHECKING:
     from b2fs.emulator import Emulator
 
 
-async def make_key(client: B2Client, name: str, caps: list[str], **kw) -> NewApplicationKey:
-    key = await client.create_key(name, caps, **kw)
-    register_secret(key.application_key)
-    return key
+MakeKey = Callable[..., Awaitable[NewApplicationKey]]
 
 
-async def test_create_list_delete(client: B2Client, bucket: Bucket) -> None:
+@pytest.fixture
+def make_key(client: B2Client, register_secret: Callable[[str], None]) -> MakeKey:
+    """Create a key, and have the suite-wide check look for its secret in the output too."""
+
+    async def make(name: str, caps: list[str], **options: Any) -> NewApplicationKey:
+        key = await client.create_key(name, caps, **options)
+        register_secret(key.application_key)
+        return key
+
+    return make
+
+
+async def test_create_list_delete(client: B2Client, bucket: Bucket, make_key: MakeKey) -> None:
     created = [
-        await make_key(client, f"key-{i}", ["listFiles"], valid_duration_seconds=3600)
-        for i in range(5)
+        await make_key(f"key-{i}", ["listFiles"], valid_duration_seconds=3600) for i in range(5)
     ]
     assert all(k.application_key and k.key_name.startswith("key-") for k in created)
     assert created[0].expiration_timestamp is not None
@@ -51,14 +59,14 @@ async def test_create_list_delete(client: B2Client, bucket: Bucket) -> None:
     assert created[0].application_key_id not in remaining
 
 
-async def test_restricted_key(client: B2Client, bucket: Bucket, emulator: Emulator) -> None:
+async def test_restricted_key(
+    client: B2Client, bucket: Bucket, emulator: Emulator, make_key: MakeKey
+) -> None:
     other = await client.create_bucket("other-bucket-1")
     await client.upload_file(bucket.bucket_id, "inside/a.txt", b"in")
     await client.upload_file(bucket.bucket_id, "outside/b.txt", b"out")
     outside_other = await client.upload_file(other.bucket_id, "inside/c.txt", b"other")
-    key = await make_key(
-        client, "restricted", FILE_CAPS, bucket_id=bucket.bucket_id, name_prefix="inside/"
-    )
+    key = await make_key("restricted", FILE_CAPS, bucket_id=bucket.bucket_id, name_prefix="inside/")
     assert key.bucket_id == bucket.bucket_id and key.name_prefix == "inside/"
     restricted = await B2Client.connect(
         key.application_key_id, key.application_key, endpoint=emulator.url
@@ -96,8 +104,10 @@ async def test_restricted_key(client: B2Client, bucket: Bucket, emulator: Emulat
     assert calls(emulator, "b2_authorize_account") >= 2
 
 
-async def test_deleted_key_is_refused(client: B2Client, emulator: Emulator) -> None:
-    key = await make_key(client, "short-lived", ["listBuckets"])
+async def test_deleted_key_is_refused(
+    client: B2Client, emulator: Emulator, make_key: MakeKey
+) -> None:
+    key = await make_key("short-lived", ["listBuckets"])
     await client.delete_key(key.application_key_id)
     before = calls(emulator, "b2_authorize_account")
     with pytest.raises(B2BadCredentials, match="application key was refused"):

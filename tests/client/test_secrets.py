@@ -7,11 +7,11 @@ keys, expired tokens, server messages that quote a token, retries and faults."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
-from conftest import register_secret
 
 from b2fs.b2 import B2BadCredentials, B2Client, B2Error, Bucket
 
@@ -26,6 +26,7 @@ async def test_nothing_secret_reaches_logs_errors_or_reprs(
     bucket: Bucket,
     emulator: Emulator,
     caplog: pytest.LogCaptureFixture,
+    register_secret: Callable[[str], None],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
