@@ -516,3 +516,89 @@ async def test_download_into_gives_every_byte_once_across_resumes() -> None:
     assert b"".join(chunks) == CONTENT
     assert await client.download_into_by_id("4_zfile1", consume, length=0) is None
     await client.aclose()
+
+
+def file_json(action: str = "upload", **extra: Any) -> dict[str, Any]:
+    return {
+        "action": action,
+        "fileId": "4_zfile1",
+        "fileName": "doc",
+        "contentLength": 0,
+        "contentSha1": "none",
+        "fileInfo": {},
+        "bucketId": "bkt1",
+        "uploadTimestamp": 1,
+        **extra,
+    }
+
+
+def lost_answer_then(second: httpx.Response) -> Any:
+    """A handler whose first answer is lost (500, as if the connection broke after B2 acted),
+    and whose retry gets ``second``."""
+    answers = [error(500, "internal_error", "lost"), second]
+
+    async def handler(request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        return answers.pop(0) if answers else error(500, "internal_error", "unexpected")
+
+    return handler
+
+
+async def test_a_retried_finish_that_already_succeeded_returns_the_file() -> None:
+    fake = FakeB2()
+    fake.handlers["b2_finish_large_file"] = lost_answer_then(
+        error(400, "bad_request", "No active upload for: 4_zfile1")
+    )
+
+    async def info(request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        return httpx.Response(200, json=file_json("upload", contentLength=10))
+
+    fake.handlers["b2_get_file_info"] = info
+    client = await connect(fake)
+    done = await client.finish_large_file("4_zfile1", ["a" * 40, "b" * 40])
+    assert done.content_length == 10 and fake.calls["b2_finish_large_file"] == 2
+    await client.aclose()
+
+
+async def test_a_first_attempt_bad_request_on_finish_is_not_hidden() -> None:
+    fake = FakeB2()
+
+    async def refuse(request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        return error(400, "bad_request", "large files must have at least 2 parts")
+
+    fake.handlers["b2_finish_large_file"] = refuse
+    client = await connect(fake)
+    with pytest.raises(B2BadRequest, match="at least 2 parts"):
+        await client.finish_large_file("4_zfile1", ["a" * 40])
+    assert fake.calls["b2_get_file_info"] == 0
+    await client.aclose()
+
+
+async def test_a_retried_delete_that_already_succeeded_counts_as_done() -> None:
+    fake = FakeB2()
+    fake.handlers["b2_delete_file_version"] = lost_answer_then(
+        error(400, "file_not_present", "File not present: doc 4_zfile1")
+    )
+    client = await connect(fake)
+    deleted = await client.delete_file_version("4_zfile1", "doc")
+    assert (deleted.file_id, deleted.file_name) == ("4_zfile1", "doc")
+    await client.aclose()
+
+
+async def test_a_retried_hide_that_already_succeeded_returns_the_marker() -> None:
+    fake = FakeB2()
+    fake.handlers["b2_hide_file"] = lost_answer_then(
+        error(400, "already_hidden", "File already hidden: doc")
+    )
+
+    async def versions(request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+        assert data["startFileName"] == "doc" and data["maxFileCount"] == 1
+        marker = file_json("hide", fileId="4_zmarker", contentType="application/x-bz-hide-marker")
+        return httpx.Response(
+            200, json={"files": [marker], "nextFileName": None, "nextFileId": None}
+        )
+
+    fake.handlers["b2_list_file_versions"] = versions
+    client = await connect(fake)
+    marker = await client.hide_file("bkt1", "doc")
+    assert marker.is_hide_marker and marker.file_id == "4_zmarker"
+    await client.aclose()
