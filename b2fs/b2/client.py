@@ -1380,6 +1380,7 @@ class B2Client:
                 limit=limit,
                 verify_sha1=verify_sha1,
             )
+            stack.push_async_callback(stream.aclose)
         except BaseException:
             await stack.aclose()
             raise

@@ -24,9 +24,10 @@ import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import httpx
 import trio
@@ -170,7 +171,7 @@ class DownloadStream:
         self._expected_sha1 = (
             info.sha1 if verify_sha1 and whole and not skip and limit is None else None
         )
-        self._consumed = False
+        self._iterator: AsyncGenerator[bytes, None] | None = None
 
     def __repr__(self) -> str:
         return f"<DownloadStream {self.status} file_id={self.info.file_id!r}>"
@@ -182,37 +183,46 @@ class DownloadStream:
 
     def iter_bytes(self) -> AsyncIterator[bytes]:
         """The body's chunks (as they arrive). Iterate once."""
-        if self._consumed:
+        if self._iterator is not None:
             raise RuntimeError("the download body was already read")
-        self._consumed = True
-        return self._chunks()
+        self._iterator = self._chunks()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        """Finish the body iterator (the client does this when the download is left)."""
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None:
+            await iterator.aclose()
 
     async def read(self) -> bytes:
         """The whole (requested part of the) body."""
         parts = [chunk async for chunk in self.iter_bytes()]
         return b"".join(parts)
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
         hasher = Sha1Accumulator() if self._expected_sha1 is not None else None
         skip = self._skip
         left = self._limit
-        async for chunk in self._response.aiter_raw():
-            self._stats.bytes_downloaded += len(chunk)
-            if skip:
-                if len(chunk) <= skip:
-                    skip -= len(chunk)
-                    continue
-                chunk = chunk[skip:]
-                skip = 0
-            if left is not None:
-                if left <= 0:
-                    break
-                if len(chunk) > left:
+        raw = cast(AsyncGenerator[bytes, None], self._response.aiter_raw())
+        async with aclosing(raw):
+            async for chunk in raw:
+                self._stats.bytes_downloaded += len(chunk)
+                if skip:
+                    if len(chunk) <= skip:
+                        skip -= len(chunk)
+                        continue
+                    chunk = chunk[skip:]
+                    skip = 0
+                if left is not None and len(chunk) > left:
                     chunk = chunk[:left]
-                left -= len(chunk)
-            if hasher is not None:
-                await hasher.update(chunk)
-            yield chunk
+                if hasher is not None:
+                    await hasher.update(chunk)
+                if chunk:
+                    yield chunk
+                if left is not None:
+                    left -= len(chunk)
+                    if left <= 0:
+                        break
         if hasher is not None and self._expected_sha1 is not None:
             actual = await hasher.hexdigest()
             if actual != self._expected_sha1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -122,17 +122,26 @@ class FakeB2:
 
 
 class _Stream(httpx.AsyncByteStream):
+    """A response body delivered in chunks, optionally breaking after ``fail_after`` bytes."""
+
     def __init__(self, data: bytes, chunk: int = 65536, fail_after: int | None = None) -> None:
         self._data = data
         self._chunk = chunk
-        self._fail_after = fail_after
+        self._end = len(data) if fail_after is None else fail_after
+        self._fails = fail_after is not None
+        self._pos = 0
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        end = len(self._data) if self._fail_after is None else self._fail_after
-        for start in range(0, end, self._chunk):
-            yield self._data[start : min(start + self._chunk, end)]
-        if self._fail_after is not None:
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._pos >= self._end:
+            if self._fails:
+                raise httpx.RemoteProtocolError("peer closed connection before the whole body")
+            raise StopAsyncIteration
+        chunk = self._data[self._pos : min(self._pos + self._chunk, self._end)]
+        self._pos += len(chunk)
+        return chunk
 
 
 def bucket_json(name: str = "bucket-one", bucket_id: str = "bkt1") -> dict[str, Any]:
