@@ -67,20 +67,18 @@ def _authorize(url: str, key_id: str, key: str) -> dict[str, Any]:
     return doc
 
 
-def _upload_stream(url: str, headers: dict[str, str], size: int, block: bytes) -> Any:
+def _upload_stream(url: str, headers: dict[str, str], source: str) -> Any:
+    """POST the whole file ``source`` with sendfile (a light client: no copies in Python)."""
     u = urlsplit(url)
     c = _conn(url)
     c.putrequest("POST", u.path)
     for k, v in headers.items():
         c.putheader(k, v)
-    c.putheader("Content-Length", str(size))
+    c.putheader("Content-Length", str(os.stat(source).st_size))
     c.endheaders()
-    view = memoryview(block)
-    left = size
-    while left:
-        piece = view[: min(left, len(view))]
-        c.send(piece)
-        left -= len(piece)
+    assert c.sock is not None
+    with open(source, "rb") as f:
+        c.sock.sendfile(f)
     r = c.getresponse()
     data = r.read()
     c.close()
@@ -110,20 +108,29 @@ def _download_worker(args: tuple[str, str, str, int]) -> int:
     return got
 
 
-_BLOCK: dict[int, tuple[bytes, str]] = {}
+_SOURCES: dict[int, tuple[str, str]] = {}
 
 
-def _prepare_block(part_size: int) -> None:
-    """Pool initializer: build the part's bytes and SHA1 once, outside the timed region."""
-    block = _part_block(part_size)
-    _BLOCK[part_size] = (block, hashlib.sha1(block).hexdigest())
+def _prepare_source(tmp: str, size: int) -> tuple[str, str]:
+    """A file of ``size`` bytes to upload from, and its SHA1 (built outside timed regions)."""
+    if size not in _SOURCES:
+        path = os.path.join(tmp, f"source-{size}")
+        sha = hashlib.sha1()
+        block = _part_block(min(size, 8 * MB))
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                piece = block[: min(left, len(block))]
+                f.write(piece)
+                sha.update(piece)
+                left -= len(piece)
+        _SOURCES[size] = (path, sha.hexdigest())
+    return _SOURCES[size]
 
 
 def _part_worker(args: tuple[str, str, str, list[int], int]) -> int:
     url, token, file_id, numbers, part_size = args
-    if part_size not in _BLOCK:
-        _prepare_block(part_size)
-    block, digest = _BLOCK[part_size]
+    source, digest = _SOURCES[part_size]
     conn = _conn(url)
     total = 0
     for n in numbers:
@@ -135,8 +142,7 @@ def _part_worker(args: tuple[str, str, str, list[int], int]) -> int:
                 "X-Bz-Part-Number": str(n),
                 "X-Bz-Content-Sha1": digest,
             },
-            part_size,
-            block,
+            source,
         )
         total += part_size
     conn.close()
@@ -222,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             url = proc.stdout.readline().split()[-1]
             key_id = proc.stdout.readline().split(": ", 1)[1].strip()
             key = proc.stdout.readline().split(": ", 1)[1].strip()
-            report = _run(url, key_id, key, proc.pid, size, part_size, args)
+            with tempfile.TemporaryDirectory(prefix="b2fs-bench-client-") as client_tmp:
+                report = _run(client_tmp, url, key_id, key, proc.pid, size, part_size, args)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -231,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(
-    url: str, key_id: str, key: str, pid: int, size: int, part_size: int, args: argparse.Namespace
+    client_tmp: str,
+    url: str,
+    key_id: str,
+    key: str,
+    pid: int,
+    size: int,
+    part_size: int,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     auth = _authorize(url, key_id, key)
     token = auth["authorizationToken"]
@@ -247,12 +261,7 @@ def _run(
     )["bucketId"]
 
     # The download source: one file of `size` bytes, uploaded as a simple upload.
-    block = _part_block(8 * MB)
-    sha = hashlib.sha1()
-    left = size
-    while left:
-        sha.update(block[: min(left, len(block))])
-        left -= min(left, len(block))
+    source, digest = _prepare_source(client_tmp, size)
     target = _call(conn, token, "b2_get_upload_url", bucketId=bucket)
     src = _upload_stream(
         target["uploadUrl"],
@@ -260,10 +269,9 @@ def _run(
             "Authorization": target["authorizationToken"],
             "X-Bz-File-Name": "big.bin",
             "Content-Type": "application/octet-stream",
-            "X-Bz-Content-Sha1": sha.hexdigest(),
+            "X-Bz-Content-Sha1": digest,
         },
-        size,
-        block,
+        source,
     )
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
@@ -276,7 +284,7 @@ def _run(
             "store": "--data (tmp)",
         },
     }
-    _prepare_block(part_size)
+    _prepare_source(client_tmp, part_size)
     jobs = [(url, token, "/file/bench-bucket/big.bin", size)] * args.parallel
     _download_worker(jobs[0])  # warm the page cache
     elapsed, cpu, _ = _timed(pid, _download_worker, jobs)

@@ -25,9 +25,9 @@ class Config:
     max_simple_file_size: int = 5_000_000_000
     # Old strict file-name rules (leading/trailing '/', '//', 250-byte segments, backslash).
     strict_names: bool = False
-    # Seconds a connection may stay silent mid-request (answered 408) or idle between requests.
+    # Seconds a connection may stay silent: mid-request it is answered 408, between requests
+    # (an idle keep-alive connection) it is closed.
     request_timeout: float = 60.0
-    idle_timeout: float = 300.0
     # Webhook delivery: attempts per batch and the first retry delay (doubles each time).
     webhook_attempts: int = 5
     webhook_backoff: float = 1.0

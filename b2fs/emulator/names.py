@@ -101,9 +101,15 @@ def check_key_name(name: str) -> str:
     return name
 
 
+def check_header_value(key: str, value: str) -> None:
+    """Values that become real response headers: printable ASCII only (RFC 6266 and 2616
+    extended values are percent-encoded ASCII too)."""
+    if not value or any(not 32 <= ord(c) <= 126 for c in value):
+        raise bad_request(f"Invalid value for {key}: printable ASCII only")
+
+
 def _check_b2_info_value(key: str, value: str) -> None:
-    if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise bad_request(f"Invalid value for {key}")
+    check_header_value(key, value)
     if key == "b2-expires":
         try:
             email.utils.parsedate_to_datetime(value)

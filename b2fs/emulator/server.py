@@ -29,6 +29,7 @@ import socket
 import struct
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -129,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         cfg = self.server.app.config
-        self.connection.settimeout(cfg.idle_timeout)
+        self.connection.settimeout(cfg.request_timeout)
         # Headers and body go out in separate writes: without this, Nagle's algorithm and
         # the client's delayed ACK add ~40 ms to every small response.
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
@@ -154,7 +155,6 @@ class Handler(BaseHTTPRequestHandler):
     # -- one request -------------------------------------------------------------------------
 
     def handle_one_request(self) -> None:
-        cfg = self.server.app.config
         try:
             self.raw_requestline = self.rfile.readline(65537)
         except (TimeoutError, OSError):
@@ -167,7 +167,6 @@ class Handler(BaseHTTPRequestHandler):
         if not self.raw_requestline:
             self.close_connection = True
             return
-        self.connection.settimeout(cfg.request_timeout)
         self._started = False
         self._reset_after: int | None = None
         self._sent = 0
@@ -181,8 +180,6 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (TimeoutError, ConnectionError, OSError):
             self.close_connection = True
-        finally:
-            self.connection.settimeout(cfg.idle_timeout)
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
@@ -350,32 +347,44 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- responses ---------------------------------------------------------------------------
 
-    def start_response(self, status: int, headers: list[tuple[str, str]]) -> None:
+    def start_response(
+        self, status: int, headers: list[tuple[str, str]], body: bytes | None = None
+    ) -> None:
+        """Send status and headers (and ``body`` with them in one write, when given)."""
         latency = self.server.app.config.latency_ms
         if latency > 0:
             time.sleep(latency / 1000)
         if self.body_remaining or self._chunked:
             self._discard_body()
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
         if self._reset_after == -1:
             length = next((int(v) for k, v in headers if k == "Content-Length"), 0)
             self._reset_after = length // 2
-        self.end_headers()
+        if self.close_connection:
+            headers = [*headers, ("Connection", "close")]
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        head = [
+            f"HTTP/1.1 {status} {phrase}\r\n",
+            f"Server: {self.server_version}\r\n",
+            f"Date: {self.date_time_string()}\r\n",
+        ]
+        head += [f"{name}: {value}\r\n" for name, value in headers]
+        head.append("\r\n")
+        data = "".join(head).encode("latin-1", "strict")
+        if body and self._reset_after is None:
+            data += body  # one write: headers and a small body together
+            body = None
+        self.wfile.write(data)
         self._started = True
-        if self._reset_after == 0:
+        if body:
+            self.write(body)
+        elif self._reset_after == 0:
             self.reset()
 
     def version_string(self) -> str:
         return self.server_version
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        self.send_response_only(code, message)
-        self.send_header("Server", self.version_string())
-        self.send_header("Date", self.date_time_string())
 
     def write(self, data: bytes | memoryview) -> None:
         if self._reset_after is not None and self._reset_after >= 0:
@@ -418,8 +427,8 @@ class Handler(BaseHTTPRequestHandler):
                 ("Content-Length", str(len(body))),
                 ("Cache-Control", "max-age=0, no-cache, no-store"),
             ],
+            body,
         )
-        self.write(body)
 
     def _fail(self, e: B2Error) -> None:
         if self._started:
@@ -434,9 +443,7 @@ class Handler(BaseHTTPRequestHandler):
             ("Cache-Control", "max-age=0, no-cache, no-store"),
             *e.headers.items(),
         ]
-        self.start_response(e.status, headers)
-        if body:
-            self.write(body)
+        self.start_response(e.status, headers, body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors the stdlib detects while parsing a request, in B2's JSON format."""

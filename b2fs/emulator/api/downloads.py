@@ -21,7 +21,7 @@ from ..call import Call
 from ..content import ranges, segments
 from ..errors import B2Error, bad_request, missing_auth_token, not_found, unauthorized
 from ..models import Bucket, FileVersion
-from ..names import B2_HEADER_INFO, percent_decode, percent_encode
+from ..names import B2_HEADER_INFO, check_header_value, percent_decode, percent_encode
 from ..protection import check_sse_c_access, presented_key_md5_from_headers, retention_active
 from .keys import OVERRIDE_PARAMS
 from .registry import operation
@@ -74,6 +74,7 @@ def _overrides(call: Call) -> dict[str, str]:
         if value is not None:
             if not isinstance(value, str):
                 raise bad_request(f"{name} must be a string")
+            check_header_value(name, value)
             out[name] = value
     return out
 

@@ -9,7 +9,7 @@ from ..auth import check_capabilities, now_ms
 from ..call import Call
 from ..errors import B2Error, bad_request
 from ..models import Key
-from ..names import check_key_name
+from ..names import check_header_value, check_key_name
 from .registry import operation
 
 OVERRIDE_PARAMS = (
@@ -141,6 +141,7 @@ def get_download_authorization(call: Call) -> dict[str, Any]:
     for name in OVERRIDE_PARAMS:
         value = p.opt_str(name)
         if value is not None:
+            check_header_value(name, value)
             overrides[name] = value
     token = call.app.auth.issue(
         who.key,
