@@ -13,6 +13,12 @@ Spec syntax (``--faults`` and :meth:`Faults.add`): comma-separated ``TARGET:KIND
 
 Example: ``upload:503:0.1,download:reset:0.02,b2_list_file_names:429@0:0.5``.
 
+Clients may also ask for faults themselves with the ``X-Bz-Test-Mode`` request header
+(B2-API.md §2.5): ``fail_some_uploads`` fails every second upload with 503,
+``expire_some_account_authorization_tokens`` every second JSON call with 401
+``expired_auth_token``, ``force_cap_exceeded`` makes writes answer 403 ``storage_cap_exceeded``
+and downloads 403 ``download_cap_exceeded``.
+
 Scripted faults (:meth:`Faults.script`) hit exactly the next ``count`` matching calls, before
 any probabilistic rule is considered. Random draws come from one ``random.Random`` seeded with
 ``seed`` (``--fault-seed``), so a seeded run injects the same faults for the same call order.
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 
 CLASSES = ("upload", "download", "auth", "api", "all")
 KINDS = ("503", "500", "429", "401", "reset")
+CAPPED_WRITES = ("b2_get_upload_url", "b2_start_large_file", "b2_copy_file", "b2_copy_part")
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class Faults:
         self._rules = parse_spec(spec)
         self._scripted: list[list[object]] = []  # [target, Fault, remaining]
         self._random = random.Random(seed)
+        self._test_counter = 0
 
     def add(self, spec: str) -> None:
         rules = parse_spec(spec)
@@ -110,6 +118,22 @@ class Faults:
     def seed(self, seed: int | None) -> None:
         with self._lock:
             self._random.seed(seed)
+
+    def test_mode(self, mode: str, operation: str, endpoint_class: str) -> tuple[int, str] | None:
+        """(status, code) to answer for an ``X-Bz-Test-Mode`` request header, if any."""
+        with self._lock:
+            if mode == "fail_some_uploads" and endpoint_class == "upload":
+                self._test_counter += 1
+                return (503, "service_unavailable") if self._test_counter % 2 == 0 else None
+            if mode == "expire_some_account_authorization_tokens" and endpoint_class == "api":
+                self._test_counter += 1
+                return (401, "expired_auth_token") if self._test_counter % 2 == 0 else None
+        if mode == "force_cap_exceeded":
+            if endpoint_class == "download":
+                return 403, "download_cap_exceeded"
+            if endpoint_class == "upload" or operation in CAPPED_WRITES:
+                return 403, "storage_cap_exceeded"
+        return None
 
     def pick(self, operation: str, endpoint_class: str) -> Fault | None:
         """The fault to inject into this call, if any (consumes scripted ones)."""

@@ -222,6 +222,11 @@ class Handler(BaseHTTPRequestHandler):
             fault = self.server.faults.pick(op.name, op.kind)
             if fault is not None:
                 self._inject(fault, op.kind)
+            test_mode = self.headers.get("X-Bz-Test-Mode")
+            if test_mode:
+                forced = self.server.faults.test_mode(test_mode.strip(), op.name, op.kind)
+                if forced is not None:
+                    raise B2Error(forced[0], forced[1], f"X-Bz-Test-Mode: {test_mode.strip()}")
             if op.kind != "upload":
                 call.params = parse_params(method, self._read_json_body(), query)
             if op.streaming:

@@ -182,6 +182,24 @@ def test_override_params(b2: B2, stored: dict[str, str]) -> None:
     assert r.headers["expires"] == "never" and r.headers["cache-control"] == "no-store"
 
 
+def test_header_values_must_be_ascii(b2: B2, stored: dict[str, str]) -> None:
+    r = b2.download(stored["path"] + "?b2ContentDisposition=inline%3B%20filename%3D%C3%A9")
+    assert r.status_code == 400
+    bucket = stored["bucket"]
+    b2.upload(
+        bucket, "u", b"x", info={"b2-content-disposition": "inline; filename=\u00e9"}, expect=400
+    )
+    b2.error(
+        "b2_get_download_authorization",
+        400,
+        "bad_request",
+        bucketId=bucket,
+        fileNamePrefix="",
+        validDurationInSeconds=5,
+        b2ContentType="t\u00e9xt/plain",
+    )
+
+
 def test_sse_c(b2: B2) -> None:
     import base64
     import hashlib

@@ -166,3 +166,31 @@ def test_reset_on_json_call(b2: B2, emulator: Emulator) -> None:
     b2.ok("b2_list_buckets", accountId=b2.account_id)
     host, port = emulator.url.removeprefix("http://").rsplit(":", 1)
     socket.create_connection((host, int(port)), timeout=5).close()
+
+
+def test_x_bz_test_mode_header(b2: B2) -> None:
+    bucket = b2.create_bucket()
+    statuses = [
+        b2.upload(
+            bucket,
+            "f",
+            b"x",
+            headers={"X-Bz-Test-Mode": "fail_some_uploads"},
+            expect=200 if i % 2 == 0 else 503,
+        ).get("status", 200)
+        for i in range(4)
+    ]
+    assert statuses == [200, 503, 200, 503]
+    h = {"Authorization": b2.token, "X-Bz-Test-Mode": "expire_some_account_authorization_tokens"}
+    codes = [
+        b2.http.post(
+            f"{b2.url}/b2api/v3/b2_list_buckets", headers=h, json={"accountId": b2.account_id}
+        ).status_code
+        for _ in range(4)
+    ]
+    assert codes == [200, 401, 200, 401]
+    h = {"Authorization": b2.token, "X-Bz-Test-Mode": "force_cap_exceeded"}
+    r = b2.http.post(f"{b2.url}/b2api/v3/b2_get_upload_url", headers=h, json={"bucketId": bucket})
+    assert r.status_code == 403 and r.json()["code"] == "storage_cap_exceeded"
+    r = b2.http.get(f"{b2.url}/file/test-bucket/f", headers=h)
+    assert r.status_code == 403 and r.json()["code"] == "download_cap_exceeded"

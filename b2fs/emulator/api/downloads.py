@@ -118,8 +118,9 @@ def _headers(
         ("Accept-Ranges", "bytes"),
     ]
     real: dict[str, str] = {}
-    if "Cache-Control" in bucket.info:
-        real["Cache-Control"] = bucket.info["Cache-Control"]
+    bucket_cache = bucket.info.get("Cache-Control", "")
+    if bucket_cache and all(32 <= ord(c) <= 126 for c in bucket_cache):
+        real["Cache-Control"] = bucket_cache
     for key, value in sorted(f.info.items()):
         if key in B2_HEADER_INFO:
             real[B2_HEADER_INFO[key]] = value
