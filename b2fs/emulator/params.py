@@ -15,6 +15,17 @@ from urllib.parse import parse_qs
 from .errors import B2Error, bad_request
 
 _ARRAY_FIELDS = {"bucketTypes", "capabilities", "bucketIds", "partSha1Array", "eventTypes"}
+_INT_FIELDS = {
+    "maxFileCount",
+    "maxKeyCount",
+    "maxPartCount",
+    "startPartNumber",
+    "partNumber",
+    "validDurationInSeconds",
+    "ifRevisionIs",
+    "customUploadTimestamp",
+}
+_BOOL_FIELDS = {"bypassGovernance", "fileLockEnabled"}
 _OBJECT_FIELDS = {
     "bucketInfo",
     "fileInfo",
@@ -54,9 +65,9 @@ def _coerce(name: str, items: list[str]) -> Any:
         if name in _ARRAY_FIELDS:
             return [part for item in items for part in item.split(",") if part]
     value = items[-1]
-    if value in ("true", "false"):
+    if name in _BOOL_FIELDS and value in ("true", "false"):
         return value == "true"
-    if value.lstrip("-").isdigit() and name not in ("fileName", "prefix", "startFileName"):
+    if name in _INT_FIELDS and value.lstrip("-").isdigit():
         return int(value)
     return value
 

@@ -145,6 +145,22 @@ def test_list_buckets_filters_and_order(b2: B2) -> None:
     assert r.status_code == 200 and len(r.json()["buckets"]) == 1
 
 
+def test_get_query_strings_keep_numeric_names(b2: B2) -> None:
+    bucket = b2.create_bucket("123456")
+    r = b2.call("b2_list_buckets", method="GET", accountId=b2.account_id, bucketName="123456")
+    assert [b["bucketId"] for b in r.json()["buckets"]] == [bucket]
+    b2.upload(bucket, "42", b"x")
+    r = b2.call(
+        "b2_list_file_names",
+        method="GET",
+        bucketId=bucket,
+        prefix="4",
+        startFileName="0",
+        maxFileCount="10",
+    )
+    assert [f["fileName"] for f in r.json()["files"]] == ["42"]
+
+
 def test_delete_non_empty_bucket(b2: B2) -> None:
     bucket = b2.create_bucket()
     b2.start_large(bucket, "unfinished")
