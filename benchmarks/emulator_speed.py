@@ -12,8 +12,10 @@ the server:
    the header, as b2sdk does for parts) to one large file, two rounds;
 3. JSON calls: ``b2_get_file_info`` over keep-alive connections, 1 and 4 clients.
 
-For each it prints the aggregate rate, the emulator's CPU seconds per GiB (or per 1000 calls)
-and its peak resident memory (which must stay flat whatever the file size).
+For each it prints the aggregate rate, the emulator's CPU seconds per GiB (or per call) and
+its peak resident memory (which must stay flat whatever the file size). Client and emulator
+share the machine's cores, and so does anything else running: the 1-minute load average
+before the run is reported so that a busy machine shows.
 """
 
 from __future__ import annotations
@@ -276,6 +278,7 @@ def _run(
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}",
+        "load_average_before": os.getloadavg()[0],
         "settings": {
             "parallel": args.parallel,
             "download_size_bytes": size,
