@@ -26,6 +26,8 @@ class App:
         self.config = config
         self.store = Store(config.data_dir)
         self.store.recover()
+        # Tokens expired for more than a day only matter as "expired" vs "bad": forget them.
+        self.store.purge_tokens(int(time.time() * 1000) - 86_400_000)
         self.auth = Auth(self.store, config.token_ttl)
         self.url = ""  # set once the server is bound
         self.account_id, self.master_key = self._ensure_account()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -170,3 +171,48 @@ def test_kill_9_during_uploads(tmp_path: Path, procs: Callable[..., EmulatorProc
         assert len(blobs) == len(done) + 2 + 2  # small files + two parts of each large file
     finally:
         c2.close()
+
+
+def test_memory_stays_flat_for_big_transfers(b2: B2) -> None:
+    """A 64 MB upload and download never hold more than a few MB in Python objects."""
+    import http.client
+    import tracemalloc
+
+    bucket = b2.create_bucket()
+    size = 64 * 1024 * 1024
+    block = bytes(range(256)) * 4096  # 1 MiB
+    digest = hashlib.sha1()
+    for _ in range(size // len(block)):
+        digest.update(block)
+    u = b2.ok("b2_get_upload_url", bucketId=bucket)
+    host, port = b2.url.removeprefix("http://").rsplit(":", 1)
+    tracemalloc.start()
+    try:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.putrequest("POST", u["uploadUrl"].removeprefix(b2.url))
+        for name, value in {
+            "Authorization": u["authorizationToken"],
+            "X-Bz-File-Name": "big",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            "X-Bz-Content-Sha1": digest.hexdigest(),
+        }.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        for _ in range(size // len(block)):
+            conn.send(block)
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        r.read()
+        conn.request("GET", "/file/test-bucket/big", headers={"Authorization": b2.token})
+        r = conn.getresponse()
+        got = hashlib.sha1()
+        buf = bytearray(1 << 20)
+        while n := r.readinto(buf):
+            got.update(memoryview(buf)[:n])
+        assert got.hexdigest() == digest.hexdigest()
+        conn.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"peak Python memory {peak} bytes"

@@ -137,7 +137,7 @@ def _info_headers(call: Call) -> dict[str, str]:
 
 
 def _send(call: Call, doc: dict[str, Any]) -> None:
-    body = json.dumps(doc).encode()
+    body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
     call.conn.start_response(
         200,
         [
