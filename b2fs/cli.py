@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from b2fs import __version__
+from b2fs.commands import mount as mount_commands
 from b2fs.emulator import cli as emulator_cli
 
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"b2fs {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
+    mount_commands.register(subparsers)
     emulator_cli.register(subparsers)
     return parser
 

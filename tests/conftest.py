@@ -58,6 +58,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 @pytest.fixture
+def secret_registry() -> Callable[[str], None]:
+    """Register a secret (a key a test minted, say) for the suite-wide leak check."""
+    return register_secret
+
+
+@pytest.fixture
 def emulator_factory() -> Iterator[Callable[..., Emulator]]:
     """Start emulators in this process (each on a free port); all are stopped at teardown."""
     from b2fs.emulator import Emulator

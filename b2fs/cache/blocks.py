@@ -1,0 +1,210 @@
+"""The on-disk read cache: fixed-size blocks of immutable B2 file versions.
+
+A B2 fileId names one exact content forever, so a block keyed by (fileId, block number) can
+never be stale: no invalidation, and the cache is reused as-is after a remount.
+
+Layout: ``<dir>/<block_size>/<first 2 hex of sha1(fileId)>/<sha1(fileId)>.<index>``. The block
+size is part of the path, so a mount with another block size never misreads old blocks (the
+others are removed at start). A block is written to a temporary name and renamed into place, so a
+crash never leaves a torn block visible. Every block but a file's last is exactly block_size.
+
+Bounded by ``capacity`` bytes with least-recently-used eviction; the order is kept in memory
+and rebuilt from file modification times at start. All file I/O runs in worker threads; the
+in-memory index is only touched from the trio thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+log = logging.getLogger(__name__)
+
+BlockKey = tuple[str, int]  # (fileId, block index)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    stored_bytes: int = 0
+    evicted_bytes: int = 0
+
+
+def _digest(file_id: str) -> str:
+    return hashlib.sha1(file_id.encode()).hexdigest()
+
+
+class BlockCache:
+    def __init__(self, directory: Path, capacity: int, block_size: int) -> None:
+        self.root = directory
+        self.directory = directory / str(block_size)
+        self.capacity = capacity
+        self.block_size = block_size
+        self.stats = CacheStats()
+        self._lru: OrderedDict[BlockKey, int] = OrderedDict()  # key -> length, oldest first
+        self._used = 0
+        self._tmp_counter = 0
+        self._named: set[str] = set()  # fileIds already in the digest index
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    async def open(self) -> None:
+        """Create the directory, drop other block sizes and torn writes, index what is there."""
+        entries = await trio.to_thread.run_sync(self._scan)
+        for key, length in entries:
+            self._lru[key] = length
+            self._used += length
+            self._named.add(key[0])
+        log.debug("block cache: %d blocks, %d bytes reused", len(self._lru), self._used)
+        await self._evict(0)
+
+    def _scan(self) -> list[tuple[BlockKey, int]]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for other in self.root.iterdir():
+            if other != self.directory and other.is_dir() and other.name.isdigit():
+                shutil.rmtree(other, ignore_errors=True)
+        index_path = self.directory / "index"
+        names = self._read_index(index_path)
+        found: list[tuple[float, BlockKey, int]] = []
+        for sub in self.directory.iterdir():
+            if not sub.is_dir():
+                continue
+            for path in sub.iterdir():
+                if path.name.startswith("tmp."):
+                    path.unlink(missing_ok=True)
+                    continue
+                digest, _, index = path.name.partition(".")
+                file_id = names.get(digest)
+                if file_id is None or not index.isdigit():
+                    path.unlink(missing_ok=True)
+                    continue
+                st = path.stat()
+                found.append((st.st_mtime, (file_id, int(index)), st.st_size))
+        found.sort()
+        return [(key, length) for _, key, length in found]
+
+    @staticmethod
+    def _read_index(path: Path) -> dict[str, str]:
+        """The fileIds behind the digests in file names (one 'digest fileId' line each)."""
+        names: dict[str, str] = {}
+        with contextlib.suppress(FileNotFoundError), path.open() as f:
+            for line in f:
+                digest, _, file_id = line.rstrip("\n").partition(" ")
+                if file_id:
+                    names[digest] = file_id
+        return names
+
+    def _path(self, key: BlockKey) -> Path:
+        digest = _digest(key[0])
+        return self.directory / digest[:2] / f"{digest}.{key[1]}"
+
+    def contains(self, file_id: str, index: int) -> bool:
+        return (file_id, index) in self._lru
+
+    async def read(
+        self, file_id: str, index: int, offset: int = 0, length: int = -1
+    ) -> bytes | None:
+        """Bytes of a cached block (from ``offset``, at most ``length``), or None if not cached."""
+        key = (file_id, index)
+        if key not in self._lru:
+            self.stats.misses += 1
+            return None
+        self._lru.move_to_end(key)
+        if length < 0:
+            length = self._lru[key] - offset
+        path = self._path(key)
+        try:
+            data = await trio.to_thread.run_sync(_pread, path, offset, length)
+        except FileNotFoundError:
+            # Removed behind our back (someone cleaned the cache directory): a miss.
+            self._forget(key)
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return data
+
+    async def store(self, file_id: str, index: int, data: bytes) -> None:
+        """Add a whole block (the last block of a file may be short)."""
+        key = (file_id, index)
+        if key in self._lru or len(data) > self.capacity:
+            return
+        await self._evict(len(data))
+        self._tmp_counter += 1
+        tmp_name = f"tmp.{os.getpid()}.{self._tmp_counter}"
+        path = self._path(key)
+        new_name = file_id not in self._named
+        self._named.add(file_id)
+        await trio.to_thread.run_sync(
+            self._write, path, tmp_name, file_id if new_name else None, data
+        )
+        if key not in self._lru:
+            self._lru[key] = len(data)
+            self._used += len(data)
+            self.stats.stored_bytes += len(data)
+
+    def _write(self, path: Path, tmp_name: str, new_file_id: str | None, data: bytes) -> None:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / tmp_name
+        with tmp.open("wb") as f:
+            f.write(data)
+        if new_file_id is not None:
+            self._remember_name(new_file_id)
+        os.replace(tmp, path)
+
+    def _remember_name(self, file_id: str) -> None:
+        # Appending a short line is atomic enough: a torn last line is skipped when read.
+        digest = _digest(file_id)
+        with (self.directory / "index").open("a") as f:
+            f.write(f"{digest} {file_id}\n")
+
+    async def _evict(self, incoming: int) -> None:
+        victims: list[Path] = []
+        while self._lru and self._used + incoming > self.capacity:
+            key, length = self._lru.popitem(last=False)
+            self._used -= length
+            self.stats.evicted_bytes += length
+            victims.append(self._path(key))
+        if victims:
+            await trio.to_thread.run_sync(_unlink_all, victims)
+
+    def _forget(self, key: BlockKey) -> None:
+        length = self._lru.pop(key, None)
+        if length is not None:
+            self._used -= length
+
+    async def compact_index(self) -> None:
+        """Rewrite the digest index with only the fileIds still cached (at unmount)."""
+        file_ids = {file_id for file_id, _ in self._lru}
+        self._named = set(file_ids)
+        await trio.to_thread.run_sync(self._rewrite_index, file_ids)
+
+    def _rewrite_index(self, file_ids: set[str]) -> None:
+        tmp = self.directory / "index.tmp"
+        with tmp.open("w") as f:
+            for file_id in sorted(file_ids):
+                f.write(f"{_digest(file_id)} {file_id}\n")
+        os.replace(tmp, self.directory / "index")
+
+
+def _pread(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""The filesystem core: inodes, listings, handles and POSIX operations, without FUSE."""

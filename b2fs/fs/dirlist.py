@@ -1,0 +1,204 @@
+"""Directory listings: asking B2 what a directory holds, and merging that with local changes.
+
+A directory's children come from one paged ``list_file_names`` with delimiter "/" under the
+directory's prefix (folder rows become subdirectories), merged with what exists only locally:
+staged files not yet on B2 (``WriteBack.by_name``, which also holds the ``.bzEmpty`` marker of
+a directory made here). The listing is trusted for ``dir_timeout``; within that time lookups,
+negative ones included, are answered from it.
+
+Merge rules:
+
+- A listing that was in flight while the directory changed locally (its ``generation`` moved)
+  is not applied: it is asked again, so a name just removed here is not brought back.
+- A staged child keeps its local state; other file children take the listed version unless
+  they already know a newer one (an upload of ours that the listing predates).
+- A child missing from the listing disappears unless it is staged, a directory with local
+  content, or a directory made here whose marker is still queued.
+- A name that is both a file and a folder shows the folder (the file stays on B2; docs say so).
+
+The key's name-prefix restriction shapes what a directory may list (``scoped_prefix``): above
+the restricted prefix only the path towards it is shown; at or below it, listings pass the
+prefix B2 insists on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import trio
+
+from b2fs.fs import names
+from b2fs.fs.attrs import remote_kind
+from b2fs.fs.inodes import Inode, InodeTable, Kind
+from b2fs.objectstore import ObjectStore, RemoteFile
+from b2fs.transfer.writeback import WriteBack
+
+log = logging.getLogger(__name__)
+
+_STALE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One child as B2 (or the local write-back) reports it."""
+
+    kind: Kind
+    remote: RemoteFile | None = None  # for files
+
+
+def scoped_prefix(dir_key: str, key_prefix: str | None) -> tuple[str | None, str | None]:
+    """(prefix to list, or None) and (the one synthetic child to show, or None)."""
+    if not key_prefix or dir_key.startswith(key_prefix):
+        return dir_key, None
+    if key_prefix.startswith(dir_key):
+        rest = key_prefix[len(dir_key) :]
+        if "/" in rest:
+            return None, rest.split("/", 1)[0]
+        return key_prefix, None
+    return None, None  # outside the key's prefix: nothing visible
+
+
+class DirectoryLister:
+    def __init__(
+        self,
+        store: ObjectStore,
+        inodes: InodeTable,
+        writeback: WriteBack,
+        dir_timeout: float,
+    ) -> None:
+        self.store = store
+        self.inodes = inodes
+        self.writeback = writeback
+        self.dir_timeout = dir_timeout
+        self.list_calls = 0  # listings made (for tests and status)
+
+    def is_fresh(self, directory: Inode) -> bool:
+        return trio.current_time() - directory.listed_at < self.dir_timeout
+
+    async def ensure_listed(self, directory: Inode) -> None:
+        if not self.is_fresh(directory):
+            await self.refresh(directory)
+
+    async def refresh(self, directory: Inode) -> None:
+        """List the directory from B2 and merge (single flight per directory)."""
+        started = trio.current_time()
+        async with directory.lock:
+            if directory.listed_at >= started:
+                return  # someone else listed it while we waited
+            for _ in range(_STALE_RETRIES):
+                generation = directory.generation
+                listed, marker = await self._fetch(directory)
+                if directory.generation == generation:
+                    break
+            self._merge(directory, listed, marker)
+            directory.listed_at = trio.current_time()
+
+    async def _fetch(self, directory: Inode) -> tuple[dict[str, Listed], RemoteFile | None]:
+        assert directory.bucket is not None
+        key = directory.key
+        prefix, synthetic = scoped_prefix(key, self.store.scope.name_prefix)
+        listed: dict[str, Listed] = {}
+        marker: RemoteFile | None = None
+        if synthetic is not None:
+            listed[synthetic] = Listed(Kind.DIR)
+        if prefix is not None:
+            self.list_calls += 1
+            async for remote in self.store.list_names(directory.bucket.id, prefix, "/"):
+                rest = remote.name[len(key) :]
+                if remote.is_folder:
+                    component = rest[:-1]
+                    if "/" in component or not names.is_showable(component):
+                        names.skip_warning(remote.name, "its path has an empty, '.' or '..' part")
+                        continue
+                    listed[component] = Listed(Kind.DIR)
+                elif rest == names.MARKER:
+                    marker = remote
+                elif not names.is_showable(rest):
+                    names.skip_warning(remote.name, "it ends in '/' or has a '.' or '..' part")
+                elif listed.get(rest, Listed(Kind.FILE)).kind is Kind.DIR:
+                    names.skip_warning(remote.name, "a folder of the same name hides it")
+                else:
+                    listed[rest] = Listed(remote_kind(remote), remote)
+        for component, kind in self._local_children(directory):
+            current = listed.get(component)
+            if current is None or kind is Kind.DIR:
+                listed[component] = Listed(kind)
+        # A folder listed after a same-named file replaces it (rows come in name order, and
+        # "name/" sorts after "name"): the folder wins either way.
+        return listed, marker
+
+    def _local_children(self, directory: Inode) -> Iterable[tuple[str, Kind]]:
+        """Children that exist because of staged entries (not on B2 yet)."""
+        assert directory.bucket is not None
+        key = directory.key
+        bucket_id = directory.bucket.id
+        for (entry_bucket, name), entry in self.writeback.by_name.items():
+            if entry_bucket != bucket_id or not name.startswith(key) or name == key:
+                continue
+            rest = name[len(key) :]
+            component, slash, _ = rest.partition("/")
+            if slash:
+                yield component, Kind.DIR
+            elif component != names.MARKER:
+                kind = Kind.SYMLINK if entry.row.kind == "symlink" else Kind.FILE
+                yield component, kind
+
+    def _merge(
+        self, directory: Inode, listed: dict[str, Listed], marker: RemoteFile | None
+    ) -> None:
+        directory.marker = marker
+        for name, child in list(directory.children.items()):
+            seen = listed.get(name)
+            if seen is None:
+                if not self._keep_unlisted(child):
+                    self.detach(directory, name)
+                continue
+            if seen.kind is not child.kind and child.staged is None:
+                self.detach(directory, name)
+                continue
+            if child.staged is None and seen.remote is not None:
+                child.remote = newer(child.remote, seen.remote)
+        for name, seen in listed.items():
+            if name in directory.children:
+                continue
+            child = self.inodes.new(seen.kind, name, directory, remote=seen.remote)
+            directory.children[name] = child
+            self.attach_entry(child)
+
+    def _keep_unlisted(self, child: Inode) -> bool:
+        if child.staged is not None and not child.staged.discarded:
+            return True
+        if child.is_dir and child.remote is None:
+            # Made here and still empty on B2, or holding staged files below it.
+            return any(self._local_children(child)) or self._has_staged_marker(child)
+        return False
+
+    def _has_staged_marker(self, directory: Inode) -> bool:
+        assert directory.bucket is not None
+        return (directory.bucket.id, directory.key + names.MARKER) in self.writeback.by_name
+
+    def attach_entry(self, child: Inode) -> None:
+        """Link a new inode with the staged entry of its name, if there is one."""
+        if child.is_dir or child.bucket is None:
+            return
+        entry = self.writeback.by_name.get((child.bucket.id, child.key))
+        if entry is not None and entry.owner is None:
+            entry.owner = child
+            child.staged = entry
+
+    def detach(self, directory: Inode, name: str) -> Inode | None:
+        """Remove a child from the tree (its inode lives on while the kernel or a handle has it)."""
+        child = directory.children.pop(name, None)
+        if child is not None:
+            child.unlinked = True
+            self.inodes.maybe_drop(child)
+        return child
+
+
+def newer(current: RemoteFile | None, listed: RemoteFile) -> RemoteFile:
+    """The newer of two versions of one name (by upload time; a tie takes the listed one)."""
+    if current is None or listed.upload_ms >= current.upload_ms:
+        return listed
+    return current

@@ -1,0 +1,51 @@
+"""Logging set-up for the command line and the mount daemon.
+
+One configuration for every entry point: levels from ``--debug``; under systemd (journald sets
+``JOURNAL_STREAM``) each line carries a ``<N>`` syslog priority prefix and no timestamp, since
+journald adds its own; on a terminal or in a log file, lines carry a timestamp. httpx's own
+per-request INFO lines are silenced (the client logs its requests at DEBUG, with timings and
+without any secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+_SYSLOG_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournaldFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(record.levelno, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
+def under_journald() -> bool:
+    return bool(os.environ.get("JOURNAL_STREAM"))
+
+
+def setup(*, debug: bool = False, log_file: Path | None = None) -> None:
+    """Configure the root logger (idempotent: replaces handlers installed before)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file is not None else logging.StreamHandler(sys.stderr)
+    )
+    if log_file is None and under_journald():
+        handler.setFormatter(JournaldFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,280 @@
+"""The mount daemon's composition root: builds every layer, serves FUSE, shuts down cleanly.
+
+``serve`` runs inside ``trio.run``: it connects to B2 (refusing at once a bad key, an unknown
+bucket, a busy mount point or cache directory), opens the block cache and the write-back
+journal, starts the filesystem's background work (pending uploads resume here), mounts, and
+reports readiness through ``on_ready``. It then serves until:
+
+- SIGTERM or SIGINT, or ``b2fs unmount`` over the control socket: wait until every pending
+  upload is on B2, then unmount (a second signal unmounts at once; uploads stay journalled);
+- ``fusermount3 -u`` from outside: the session ends, the daemon exits, and what was still
+  pending is resumed by the next mount with the same cache directory.
+
+It owns the trio nursery in which the uploaders, the prefetcher and the control socket run.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from b2fs.b2.client import B2Client
+from b2fs.b2.credentials import Credentials
+from b2fs.cache.blocks import BlockCache
+from b2fs.fs.filesystem import Filesystem
+from b2fs.fuse_ops import Operations
+from b2fs.objectstore import BucketRef
+from b2fs.options import MountOptions
+from b2fs.remote import B2ObjectStore
+from b2fs.service import control
+from b2fs.transfer.journal import Journal
+from b2fs.transfer.prefetch import BlockFetcher
+from b2fs.transfer.writeback import WriteBack, WriteBackSettings
+
+log = logging.getLogger(__name__)
+
+
+class MountError(Exception):
+    """A reason the mount cannot start, as one line for the user."""
+
+
+@dataclass
+class MountConfig:
+    source: str  # "" (every bucket), "bucket" or "bucket/prefix"
+    mountpoint: Path
+    credentials: Credentials
+    endpoint: str
+    options: MountOptions = field(default_factory=MountOptions)
+    cache_dir: Path | None = None
+
+    @property
+    def bucket_name(self) -> str:
+        return self.source.split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        _, _, prefix = self.source.partition("/")
+        prefix = prefix.strip("/")
+        return prefix + "/" if prefix else ""
+
+
+def default_cache_dir(source: str, endpoint: str) -> Path:
+    """Where a mount keeps its cache and journal unless told: stable for a (endpoint, source),
+    so a remount finds its pending uploads wherever it is mounted."""
+    systemd = os.environ.get("CACHE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b2fs"
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", source.strip("/")) or "all-buckets"
+    digest = hashlib.sha1(f"{endpoint}\n{source}".encode()).hexdigest()[:10]
+    return base / f"{label}-{digest}"
+
+
+def check_mountpoint(mountpoint: Path) -> None:
+    if not mountpoint.is_dir():
+        raise MountError(f"mount point {mountpoint} does not exist or is not a directory")
+    if os.path.ismount(mountpoint):
+        raise MountError(f"mount point {mountpoint} is busy (something is mounted there)")
+    if not os.path.exists("/dev/fuse"):
+        raise MountError("FUSE is not available (/dev/fuse is missing)")
+
+
+class CacheLock:
+    """An exclusive lock on a cache directory: two daemons must never share a journal."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "lock"
+        self.fd = -1
+
+    def acquire(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            self.fd = -1
+            raise MountError(
+                f"the cache directory {self.path.parent} is in use by another b2fs mount"
+                + (f" (pid {holder})" if holder else "")
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def fuse_options(config: MountConfig, read_only: bool) -> set[str]:
+    options = set(pyfuse3.default_options)
+    options.add(f"fsname={config.options.fsname or 'b2fs:' + (config.source or 'all')}")
+    options.add("subtype=b2fs")
+    if config.options.allow_other:
+        options.add("allow_other")
+    if read_only:
+        options.add("ro")
+    return options
+
+
+async def _resolve_root(store: B2ObjectStore, config: MountConfig) -> BucketRef | None:
+    if not config.source:
+        return None
+    name = config.bucket_name
+    bucket = await store.find_bucket(name)
+    if bucket is None:
+        raise MountError(f"bucket {name!r} does not exist or the key cannot see it")
+    return bucket
+
+
+async def serve(config: MountConfig, on_ready: Callable[[], None]) -> None:
+    """Mount and serve until unmounted (see the module docstring)."""
+    options = config.options
+    check_mountpoint(config.mountpoint)
+    cache_dir = config.cache_dir or default_cache_dir(config.source, config.endpoint)
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = CacheLock(cache_dir)
+    lock.acquire()
+    try:
+        client = await B2Client.connect(
+            config.credentials.key_id,
+            config.credentials.key,
+            endpoint=config.endpoint,
+            max_connections=max(64, options.upload_concurrency + options.download_concurrency),
+        )
+    except Exception:
+        lock.release()
+        raise
+    try:
+        await _serve_with(client, config, cache_dir, on_ready)
+    finally:
+        await client.aclose()
+        lock.release()
+
+
+async def _serve_with(
+    client: B2Client, config: MountConfig, cache_dir: Path, on_ready: Callable[[], None]
+) -> None:
+    options = config.options
+    store = B2ObjectStore(client)
+    scope = store.scope
+    bucket = await _resolve_root(store, config)
+    read_only = options.ro
+    if not scope.allows("writeFiles"):
+        log.warning("the key has no writeFiles capability: mounting read-only")
+        read_only = True
+    if options.unlink == "delete" and not scope.allows("deleteFiles"):
+        log.warning("the key has no deleteFiles capability: unlink will hide instead of delete")
+        options = options.replace(unlink="hide")
+
+    cache = BlockCache(cache_dir / "blocks", options.cache_size, options.block_size)
+    await cache.open()
+    journal = Journal(cache_dir / "journal.db")
+    await journal.open()
+    try:
+        await journal.claim(
+            {"account": client.account_id, "endpoint": config.endpoint, "source": config.source}
+        )
+        fetcher = BlockFetcher(store, cache, concurrency=options.download_concurrency)
+        writeback = WriteBack(
+            store,
+            journal,
+            fetcher,
+            cache_dir / "staging",
+            WriteBackSettings(
+                large_file_threshold=options.large_file_threshold,
+                part_size=options.part_size,
+                upload_concurrency=options.upload_concurrency,
+                block_size=options.block_size,
+            ),
+        )
+        fs = Filesystem(
+            store,
+            options,
+            cache,
+            fetcher,
+            writeback,
+            bucket=bucket,
+            prefix=config.prefix,
+            read_only=read_only,
+        )
+        operations = Operations(fs, attr_timeout=options.attr_timeout)
+        # Resolved before mounting: once mounted, touching the mount point from this process
+        # before the FUSE loop runs would wait for ourselves.
+        control_path = control.socket_path(config.mountpoint)
+        async with trio.open_nursery() as nursery:
+            await fs.start(nursery)
+            pyfuse3.init(operations, str(config.mountpoint), fuse_options(config, read_only))
+            try:
+                shutdown = Shutdown(fs, config.mountpoint)
+                nursery.start_soon(shutdown.watch_signals)
+                await nursery.start(control.serve, control_path, fs, shutdown)
+                log.info("mounted %s at %s", config.source or "all buckets", config.mountpoint)
+                on_ready()
+                await pyfuse3.main()
+            finally:
+                pyfuse3.close(unmount=True)
+                nursery.cancel_scope.cancel()
+        pending = writeback.pending
+        if pending:
+            log.warning(
+                "unmounted with %d upload(s) pending; they resume at the next mount with "
+                "the cache directory %s",
+                len(pending),
+                cache_dir,
+            )
+        await cache.compact_index()
+    finally:
+        with trio.CancelScope(shield=True):
+            await journal.close()
+
+
+class Shutdown:
+    """Graceful unmount: drain the uploads, then end the FUSE session."""
+
+    def __init__(self, fs: Filesystem, mountpoint: Path) -> None:
+        self.fs = fs
+        self.mountpoint = mountpoint
+        self.requested = False
+
+    async def drain_and_unmount(self) -> None:
+        if self.requested:
+            self.now()
+            return
+        self.requested = True
+        pending = len(self.fs.writeback.pending)
+        if pending:
+            log.info("unmount: waiting for %d pending upload(s)", pending)
+        await self.fs.drain()
+        self.now()
+
+    def now(self) -> None:
+        log.info("unmounting %s", self.mountpoint)
+        pyfuse3.terminate()
+
+    async def watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                async for _ in signals:
+                    nursery.start_soon(self.drain_and_unmount)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a failure to mount."""
+    if isinstance(exc, MountError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EPERM:
+        return f"permission denied: {exc.strerror}"
+    return str(exc) or type(exc).__name__

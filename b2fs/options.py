@@ -1,0 +1,353 @@
+"""Mount options: the one table of every option, its type, default and meaning, and its parser.
+
+Every way of giving an option (``-o`` on the command line, the fstab helper, the TOML file,
+the environment) goes through :func:`parse_value` with the spec from :data:`OPTIONS`, so a
+value means the same thing everywhere and a bad one gets the same one-line error naming the
+option. ``docs/CONFIGURATION.md`` documents this table; keep them together.
+
+Values: sizes take binary suffixes (``512K``, ``8M``, ``10G``, ``1T``; a bare number is bytes),
+durations take ``ms``, ``s``, ``m``, ``h`` (a bare number is seconds), modes are octal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class OptionError(ValueError):
+    """A bad option: the message is one line naming the option and what is wrong."""
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtb]?)(?:i?b)?\s*", text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a size (examples: 4096, 512K, 8M, 10G)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def parse_duration(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*", text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (examples: 500ms, 1, 10s, 5m, 1h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("", "1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def parse_octal(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an octal mode (example: 022)") from None
+    if not 0 <= value <= 0o7777:
+        raise ValueError(f"{text!r} is out of range for a mode")
+    return value
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    kind: str = "str"  # what a TOML value must be: str, int, float, bool
+
+    def convert(self, raw: Any) -> Any:
+        """Parse a raw value (a string, or a typed TOML value) and check its range."""
+        if isinstance(raw, bool) and self.kind != "bool":
+            raise ValueError(f"{raw!r} is a boolean, expected {self.kind}")
+        value = self.parse(raw) if isinstance(raw, str) else self._from_typed(raw)
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(self.choices)}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{raw!r} is below the minimum {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{raw!r} is above the maximum {self.maximum:g}")
+        return value
+
+    def _from_typed(self, raw: Any) -> Any:
+        if self.kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+        elif self.kind in ("int", "size") and isinstance(raw, int):
+            return raw
+        elif self.kind in ("float", "duration") and isinstance(raw, int | float):
+            return float(raw)
+        raise ValueError(f"{raw!r} has the wrong type, expected {self.kind}")
+
+
+_KiB, _MiB, _GiB = 1 << 10, 1 << 20, 1 << 30
+
+_SPECS = [
+    OptionSpec("ro", parse_bool, False, "Mount read-only.", kind="bool"),
+    OptionSpec(
+        "unlink",
+        str,
+        "hide",
+        "What unlink does on B2: 'hide' adds a hide marker (old versions stay), "
+        "'delete' deletes every version of the name.",
+        choices=("hide", "delete"),
+    ),
+    OptionSpec(
+        "uid",
+        parse_int,
+        None,
+        "Owner of files without stored ownership (default: you).",
+        kind="int",
+        minimum=0,
+    ),
+    OptionSpec(
+        "gid",
+        parse_int,
+        None,
+        "Group of files without stored ownership (default: yours).",
+        kind="int",
+        minimum=0,
+    ),
+    OptionSpec(
+        "umask", parse_octal, 0o022, "Bits removed from file_mode and dir_mode.", kind="int"
+    ),
+    OptionSpec(
+        "file_mode",
+        parse_octal,
+        0o666,
+        "Mode of files without a stored mode, before umask.",
+        kind="int",
+    ),
+    OptionSpec("dir_mode", parse_octal, 0o777, "Mode of directories, before umask.", kind="int"),
+    OptionSpec(
+        "allow_other", parse_bool, False, "Let other users access the mount (FUSE).", kind="bool"
+    ),
+    OptionSpec(
+        "cache_size",
+        parse_size,
+        4 * _GiB,
+        "Bound of the read block cache on disk (dirty data waiting for upload comes on top).",
+        kind="size",
+        minimum=16 * _MiB,
+    ),
+    OptionSpec(
+        "block_size",
+        parse_size,
+        1 * _MiB,
+        "Size of a read cache block and of the unit fetched for a random read.",
+        kind="size",
+        minimum=64 * _KiB,
+        maximum=64 * _MiB,
+    ),
+    OptionSpec(
+        "attr_timeout",
+        parse_duration,
+        1.0,
+        "How long the kernel may cache attributes and names before asking b2fs again.",
+        kind="duration",
+        minimum=0,
+    ),
+    OptionSpec(
+        "dir_timeout",
+        parse_duration,
+        10.0,
+        "How long a directory listing fetched from B2 is trusted; changes by other "
+        "clients show up after at most this long.",
+        kind="duration",
+        minimum=0,
+    ),
+    OptionSpec(
+        "large_file_threshold",
+        parse_size,
+        16 * _MiB,
+        "Files above this size are uploaded as B2 large files, parts in parallel.",
+        kind="size",
+        minimum=10 * _MiB,
+        maximum=5 * 10**9,
+    ),
+    OptionSpec(
+        "part_size",
+        parse_size,
+        8 * _MiB,
+        "Size of the parts of a large upload (B2's minimum is 5 MB).",
+        kind="size",
+        minimum=5 * 10**6,
+        maximum=5 * 10**9,
+    ),
+    OptionSpec(
+        "upload_concurrency",
+        parse_int,
+        16,
+        "Upload requests in flight at once (small files and parts together).",
+        kind="int",
+        minimum=1,
+        maximum=256,
+    ),
+    OptionSpec(
+        "download_concurrency",
+        parse_int,
+        16,
+        "Ranged downloads in flight at once for reads and prefetch.",
+        kind="int",
+        minimum=1,
+        maximum=256,
+    ),
+    OptionSpec(
+        "readahead",
+        parse_size,
+        64 * _MiB,
+        "Largest prefetch window of a sequential reader.",
+        kind="size",
+        minimum=0,
+        maximum=1 * _GiB,
+    ),
+    OptionSpec(
+        "versions_dir",
+        str,
+        ".versions",
+        "Name of the read-only versions directory at the mount root ('none' turns it off).",
+    ),
+    OptionSpec("fsname", str, "", "Name shown in the mount table (default: b2fs:BUCKET)."),
+]
+
+OPTIONS: dict[str, OptionSpec] = {spec.name: spec for spec in _SPECS}
+
+# Generic mount(8)/fstab words: meaningful to mount or systemd, not to b2fs, and accepted here
+# so that fstab lines work unchanged. 'rw' is the opposite of 'ro'.
+_IGNORED = {
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "nofail",
+    "_netdev",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "diratime",
+    "nodiratime",
+    "async",
+    "sync",
+    "owner",
+    "group",
+    "comment",
+}
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    ro: bool = False
+    unlink: str = "hide"
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int = 0o022
+    file_mode: int = 0o666
+    dir_mode: int = 0o777
+    allow_other: bool = False
+    cache_size: int = 4 * _GiB
+    block_size: int = 1 * _MiB
+    attr_timeout: float = 1.0
+    dir_timeout: float = 10.0
+    large_file_threshold: int = 16 * _MiB
+    part_size: int = 8 * _MiB
+    upload_concurrency: int = 16
+    download_concurrency: int = 16
+    readahead: int = 64 * _MiB
+    versions_dir: str = ".versions"
+    fsname: str = ""
+
+    @property
+    def file_permissions(self) -> int:
+        return self.file_mode & ~self.umask & 0o7777
+
+    @property
+    def dir_permissions(self) -> int:
+        return self.dir_mode & ~self.umask & 0o7777
+
+    def replace(self, **changes: Any) -> MountOptions:
+        return dataclasses.replace(self, **changes)
+
+
+def split_option_string(text: str) -> list[str]:
+    """Split ``a=1,b,c=x`` into items (empty items from ',,' are dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_items(items: Iterable[str], *, source: str = "-o") -> dict[str, Any]:
+    """Parse ``key[=value]`` items into typed values; raise OptionError naming the bad one."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, has_value, raw = item.partition("=")
+        key = key.strip()
+        if key in _IGNORED or key.startswith(("x-systemd.", "x-gvfs-", "comment=")):
+            continue
+        if key == "rw" and not has_value:
+            values["ro"] = False
+            continue
+        spec = OPTIONS.get(key)
+        if spec is None:
+            raise OptionError(f"{source}: unknown mount option {key!r}")
+        if not has_value and spec.kind != "bool":
+            raise OptionError(f"{source}: mount option {key!r} needs a value ({key}=...)")
+        values[key] = convert(spec, raw if has_value else "true", source)
+    return values
+
+
+def convert(spec: OptionSpec, raw: Any, source: str) -> Any:
+    try:
+        return spec.convert(raw)
+    except ValueError as exc:
+        raise OptionError(f"{source}: option {spec.name}: {exc}") from None
+
+
+def build(values: Mapping[str, Any]) -> MountOptions:
+    """Make MountOptions from parsed values, checking the rules that tie options together."""
+    options = MountOptions(**{k: v for k, v in values.items() if v is not None})
+    if options.part_size > options.large_file_threshold:
+        raise OptionError(
+            f"-o: part_size ({options.part_size}) must not exceed large_file_threshold "
+            f"({options.large_file_threshold})"
+        )
+    if options.versions_dir != "none" and (
+        "/" in options.versions_dir or options.versions_dir in ("", ".", "..")
+    ):
+        raise OptionError(f"-o: option versions_dir: {options.versions_dir!r} is not a name")
+    return options
+
+
+def parse_option_strings(strings: Iterable[str]) -> MountOptions:
+    """Parse every ``-o`` argument given on a command line into MountOptions."""
+    values: dict[str, Any] = {}
+    for text in strings:
+        values.update(parse_items(split_option_string(text)))
+    return build(values)

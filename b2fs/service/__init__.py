@@ -1,0 +1,1 @@
+"""Service pieces of the mount daemon: systemd readiness, the control socket, status."""

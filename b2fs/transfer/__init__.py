@@ -1,0 +1,1 @@
+"""Moving bytes: prefetching reads, the write-back buffer and its journal, uploads, copies."""

@@ -1,0 +1,177 @@
+"""The write-back journal: an on-disk record of every staged file that B2 does not have yet.
+
+One SQLite database (WAL mode) in the cache directory. A row describes one staged file: where
+its bytes are (the staging file), what B2 name they go to, the metadata they carry, which
+ranges came from an older B2 version (``base_*`` and the ``filled`` bitmap), and, for a large
+upload in progress, the B2 large-file id so a restart resumes from the parts B2 already has.
+
+A row is committed before close() returns to the program, and deleted only once B2 holds the
+content. ``synchronous=NORMAL`` makes a commit survive the death of the daemon (kill -9); it
+does not fsync on every commit, so a power loss may forget files closed in the last moments
+(programs that need that call fsync, which waits for B2 itself; docs/SEMANTICS.md says so).
+
+All SQLite calls run in one worker thread at a time (a capacity limiter of 1), never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staged (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    state TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    bucket_id TEXT NOT NULL,
+    bucket_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    staging TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    base_file_id TEXT,
+    base_limit INTEGER NOT NULL,
+    filled BLOB NOT NULL,
+    block_size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    large_file_id TEXT,
+    large_info TEXT,
+    part_size INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"""
+
+
+@dataclass
+class JournalRow:
+    """One staged file. ``state`` is 'open' until first closed, then 'pending'."""
+
+    id: int
+    state: str
+    kind: str  # 'file', 'symlink' or 'marker' (an empty directory's .bzEmpty)
+    bucket_id: str
+    bucket_name: str
+    name: str
+    staging: str
+    size: int
+    base_file_id: str | None
+    base_limit: int  # bytes [0, base_limit) not in `filled` come from base_file_id
+    filled: bytes  # one byte per block: 1 where the staging file holds the block
+    block_size: int  # the block size `filled` counts in
+    mtime_ns: int
+    mode: int
+    uid: int
+    gid: int
+    content_type: str
+    large_file_id: str | None
+    large_info: str | None  # JSON of the file info the large file was started with
+    part_size: int  # the first part size of the large-file plan (see transfer.parts)
+    created_ms: int
+
+
+_COLUMNS = [f.name for f in dataclasses.fields(JournalRow)]
+
+
+class JournalMismatch(Exception):
+    """The cache directory belongs to another account, endpoint or bucket."""
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await self._run(db.close)
+
+    async def claim(self, owner: dict[str, str]) -> None:
+        """Tie the journal to an owner (account, endpoint, root); refuse another one's journal
+        while it still has pending rows, since they could not be uploaded with this key."""
+        await self._run(self._claim, owner)
+
+    def _claim(self, owner: dict[str, str]) -> None:
+        stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'owner.%'"))
+        wanted = {f"owner.{k}": v for k, v in owner.items()}
+        pending = self.db.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
+        differing = sorted(k[6:] for k, v in wanted.items() if stored.get(k, v) != v)
+        if differing and pending:
+            raise JournalMismatch(
+                f"the cache directory {self.path.parent} holds {pending} pending upload(s) of "
+                f"another mount (different {', '.join(differing)}); mount that again to finish "
+                "them, or use another --cache-dir"
+            )
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(wanted.items())
+        )
+        self.db.execute("COMMIT")
+
+    async def insert(self, row: JournalRow) -> int:
+        """Add a row (its id is assigned); returns the id."""
+        return int(await self._run(self._insert, row))
+
+    def _insert(self, row: JournalRow) -> int:
+        values = dataclasses.astuple(row)[1:]
+        cursor = self.db.execute(
+            f"INSERT INTO staged({', '.join(_COLUMNS[1:])}) "
+            f"VALUES ({', '.join('?' * len(values))})",
+            values,
+        )
+        row.id = int(cursor.lastrowid or 0)
+        return row.id
+
+    async def update(self, row: JournalRow) -> None:
+        await self._run(self._update, row)
+
+    def _update(self, row: JournalRow) -> None:
+        values = dataclasses.astuple(row)
+        assignments = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
+        self.db.execute(f"UPDATE staged SET {assignments} WHERE id = ?", (*values[1:], values[0]))
+
+    async def delete(self, row_id: int) -> None:
+        await self._run(self._delete, row_id)
+
+    def _delete(self, row_id: int) -> None:
+        self.db.execute("DELETE FROM staged WHERE id = ?", (row_id,))
+
+    async def rows(self) -> list[JournalRow]:
+        return list(await self._run(self._rows))
+
+    def _rows(self) -> list[JournalRow]:
+        cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM staged ORDER BY id")
+        return [JournalRow(*record) for record in cursor]

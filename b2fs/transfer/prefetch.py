@@ -1,0 +1,257 @@
+"""Reading B2 versions through the block cache: demand fetches, sharing, and sequential prefetch.
+
+``BlockFetcher.read`` returns bytes of one immutable version (a fileId). Blocks already in the
+cache are read from disk; missing ones are fetched with ranged downloads of whole blocks.
+Every block being fetched has an entry in ``_inflight``, so concurrent readers of the same
+block wait for one download instead of starting another.
+
+``Readahead`` is a per-handle detector: while reads stay sequential, the prefetch window
+starts at one block and doubles each time the reader enters a new block, up to the configured
+maximum; any seek resets it to zero, so random reads fetch only the blocks they touch. The
+window is fetched as parallel ranged downloads of a few blocks each, started in the mount's
+nursery. Prefetch never queues: it takes a download slot only when one is free
+(``acquire_nowait``), so it cannot delay demand reads, and a window it could not start is
+tried again on the next read. Memory is bounded by slots x one block (downloads are streamed
+into block-sized buffers that go straight to the cache).
+
+Invariant: a block key is in ``_inflight`` exactly while one task is downloading it; that
+task stores it in the cache (or fails) before removing the key and setting the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from b2fs.cache.blocks import BlockCache
+from b2fs.objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FetchStats:
+    requests: int = 0
+    bytes_downloaded: int = 0
+    prefetch_requests: int = 0
+
+
+@dataclass
+class Readahead:
+    """Sequential-access detector of one open handle (positions in bytes)."""
+
+    max_blocks: int
+    next_offset: int = 0
+    window_blocks: int = 0
+    last_block: int = -1
+    # How far (in bytes) a read may land from where the previous one ended and still count as
+    # sequential: the kernel's own readahead sends a few requests at once, slightly reordered.
+    slack: int = field(default=512 * 1024)
+
+    def on_read(self, offset: int, size: int, block_size: int) -> int:
+        """Record a read; returns the number of blocks to prefetch after it."""
+        sequential = abs(offset - self.next_offset) <= self.slack and (
+            offset > 0 or self.next_offset == 0
+        )
+        block = (offset + size - 1) // block_size if size else offset // block_size
+        if not sequential:
+            self.window_blocks = 0
+        elif block != self.last_block:
+            self.window_blocks = min(max(1, self.window_blocks * 2), self.max_blocks)
+        self.last_block = block
+        self.next_offset = max(self.next_offset, offset + size) if sequential else offset + size
+        return self.window_blocks
+
+
+class BlockFetcher:
+    def __init__(
+        self,
+        store: ObjectStore,
+        cache: BlockCache,
+        *,
+        concurrency: int,
+        max_request_blocks: int = 8,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.block_size = cache.block_size
+        self.slots = trio.CapacityLimiter(concurrency)
+        self.max_request_blocks = max_request_blocks
+        self.stats = FetchStats()
+        self._inflight: dict[tuple[str, int], trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Give the fetcher the long-lived nursery its prefetch tasks run in."""
+        self._nursery = nursery
+
+    def block_range(self, offset: int, size: int) -> range:
+        first = offset // self.block_size
+        last = (offset + size - 1) // self.block_size
+        return range(first, last + 1)
+
+    async def read(self, file_id: str, file_size: int, offset: int, size: int) -> bytes:
+        """Bytes [offset, offset+size) of the version, clipped at its end."""
+        size = max(0, min(size, file_size - offset))
+        if size == 0:
+            return b""
+        pieces: list[bytes] = []
+        for index in self.block_range(offset, size):
+            start = index * self.block_size
+            lo = max(offset, start) - start
+            hi = min(offset + size, start + self.block_size) - start
+            pieces.append(await self.read_block(file_id, file_size, index, lo, hi - lo))
+        return b"".join(pieces)
+
+    async def read_block(
+        self, file_id: str, file_size: int, index: int, offset: int, length: int
+    ) -> bytes:
+        """Part of one block, fetching it if it is not cached."""
+        for _ in range(3):
+            data = await self.cache.read(file_id, index, offset, length)
+            if data is not None:
+                return data
+            fetched = await self._fetch_or_wait(file_id, file_size, index)
+            if fetched is not None:
+                return fetched[offset : offset + length]
+        # The cache is too small to keep a block between store and read: fetch directly.
+        return await self._download_direct(file_id, file_size, index, offset, length)
+
+    async def _fetch_or_wait(self, file_id: str, file_size: int, index: int) -> bytes | None:
+        """Fetch the block (returning its bytes) or wait for the task already fetching it."""
+        event = self._inflight.get((file_id, index))
+        if event is not None:
+            await event.wait()
+            return None
+        async with self.slots:
+            if self.cache.contains(file_id, index) or (file_id, index) in self._inflight:
+                return None
+            blocks = await self._fetch_run(file_id, file_size, index, index)
+        return blocks.get(index)
+
+    async def _download_direct(
+        self, file_id: str, file_size: int, index: int, offset: int, length: int
+    ) -> bytes:
+        start = index * self.block_size + offset
+        end = min(start + length, file_size)
+        chunks: list[bytes] = []
+
+        async def consume(chunk: bytes) -> None:
+            chunks.append(chunk)
+
+        async with self.slots:
+            await self.store.read_into(file_id, start, end, consume)
+        self._count(end - start)
+        return b"".join(chunks)
+
+    def _count(self, nbytes: int) -> None:
+        self.stats.requests += 1
+        self.stats.bytes_downloaded += nbytes
+
+    async def _fetch_run(
+        self,
+        file_id: str,
+        file_size: int,
+        first: int,
+        last: int,
+        events: dict[int, trio.Event] | None = None,
+    ) -> dict[int, bytes]:
+        """Download blocks first..last (the caller holds a download slot) into the cache.
+
+        The blocks are in ``_inflight`` for the duration (``events`` when the caller has
+        already claimed them). Returns the blocks' bytes."""
+        if events is None:
+            events = self._claim(file_id, first, last)
+        start = first * self.block_size
+        end = min((last + 1) * self.block_size, file_size)
+        got: dict[int, bytes] = {}
+        buffer = bytearray()
+        next_index = [first]
+
+        async def consume(chunk: bytes) -> None:
+            buffer.extend(chunk)
+            while (index := next_index[0]) <= last:
+                block_end = min((index + 1) * self.block_size, file_size)
+                need = block_end - index * self.block_size
+                if len(buffer) < need:
+                    return
+                data = bytes(buffer[:need])
+                del buffer[:need]
+                await self.cache.store(file_id, index, data)
+                got[index] = data
+                self._release(file_id, index, events)
+                next_index[0] = index + 1
+
+        try:
+            await self.store.read_into(file_id, start, end, consume)
+            self._count(end - start)
+        finally:
+            for remaining in list(events):
+                self._release(file_id, remaining, events)
+        return got
+
+    def _claim(self, file_id: str, first: int, last: int) -> dict[int, trio.Event]:
+        events = {index: trio.Event() for index in range(first, last + 1)}
+        for index, event in events.items():
+            self._inflight[(file_id, index)] = event
+        return events
+
+    def _release(self, file_id: str, index: int, events: dict[int, trio.Event]) -> None:
+        event = events.pop(index, None)
+        if event is not None:
+            del self._inflight[(file_id, index)]
+            event.set()
+
+    def prefetch(self, file_id: str, file_size: int, after_block: int, count: int) -> None:
+        """Start background downloads of up to ``count`` blocks after ``after_block``."""
+        if self._nursery is None or count <= 0 or file_size <= 0:
+            return
+        last_block = (file_size - 1) // self.block_size
+        first = after_block + 1
+        last = min(after_block + count, last_block)
+        per_request = max(1, min(self.max_request_blocks, count // int(self.slots.total_tokens)))
+        index = first
+        while index <= last:
+            if self._present(file_id, index):
+                index += 1
+                continue
+            run_end = index
+            while (
+                run_end + 1 <= last
+                and run_end + 1 - index < per_request
+                and not self._present(file_id, run_end + 1)
+            ):
+                run_end += 1
+            slot = object()
+            try:
+                self.slots.acquire_on_behalf_of_nowait(slot)
+            except trio.WouldBlock:
+                return
+            # Claim the blocks now, so the next read does not schedule them again.
+            events = self._claim(file_id, index, run_end)
+            self._nursery.start_soon(
+                self._prefetch_task, slot, file_id, file_size, index, run_end, events
+            )
+            index = run_end + 1
+
+    def _present(self, file_id: str, index: int) -> bool:
+        return self.cache.contains(file_id, index) or (file_id, index) in self._inflight
+
+    async def _prefetch_task(
+        self,
+        slot: object,
+        file_id: str,
+        file_size: int,
+        first: int,
+        last: int,
+        events: dict[int, trio.Event],
+    ) -> None:
+        self.stats.prefetch_requests += 1
+        try:
+            await self._fetch_run(file_id, file_size, first, last, events)
+        except Exception as exc:  # a failed prefetch is not an error: the read will retry
+            log.debug("prefetch of %s blocks %d-%d failed: %s", file_id, first, last, exc)
+        finally:
+            self.slots.release_on_behalf_of(slot)

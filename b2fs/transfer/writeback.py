@@ -1,0 +1,732 @@
+"""The write-back buffer: staged files, their journal rows, and their uploads to B2.
+
+Every file being written has an :class:`Entry`: its staged content (``StagedFile``), its
+journal row, and its upload state. The filesystem core changes content only through
+``write``/``truncate``/``set_meta`` here, which first call ``_modify``: the entry's
+``version`` is bumped *before* the change, and a one-piece upload in flight is cancelled (and
+awaited), so an upload never sends a mix of two states and a finished upload knows whether
+it is still current. A large upload is not cancelled: its parts track changes themselves
+(``transfer.upload``).
+
+Lifecycle:
+
+- ``create`` starts an entry (journal row in state 'open'); a write to a clean entry makes it
+  dirty again (a new row).
+- ``flushed`` (every close() of a writer) commits the row in state 'pending': from then on a
+  restart uploads it. Rows never closed are dropped at restart (with a warning).
+- When the last writer is gone (or on fsync), an *attempt* uploads the entry: in one piece up
+  to ``large_file_threshold``, else as a large file. A sequential writer past the threshold
+  is promoted while still writing: the attempt starts early and its parts leave while the next
+  ones are written; it finishes once the file is closed.
+- A successful attempt whose version is still current deletes the row. The entry itself stays
+  while the filesystem holds it (open handles read the staging file); when it is clean and
+  unheld, its bytes are copied into the block cache (small files) and the staging file removed.
+- A failed attempt keeps the row and is tried again after a backoff, forever: pending writes
+  are never dropped. fsync reports the failure (EIO) but the data stays queued.
+
+Everything here runs on the trio thread; the journal and file I/O go to worker threads.
+Lock order: an entry has no lock; ``_modify`` serialises against its own upload by cancelling
+and awaiting it, and the filesystem core serialises operations on one inode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from b2fs.objectstore import (
+    INFO_GID,
+    INFO_MODE,
+    INFO_MTIME,
+    INFO_UID,
+    BucketRef,
+    ObjectStore,
+    RemoteFile,
+)
+from b2fs.transfer import parts
+from b2fs.transfer.journal import Journal, JournalRow
+from b2fs.transfer.prefetch import BlockFetcher
+from b2fs.transfer.staging import StagedFile
+from b2fs.transfer.upload import LargeUpload
+
+log = logging.getLogger(__name__)
+
+B2_MAX_SIMPLE_UPLOAD = 5 * 10**9
+RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # between failed attempts; the last repeats
+ADOPT_LIMIT = 256 << 20  # copy uploaded files up to this size into the block cache
+
+
+@dataclass(frozen=True)
+class WriteBackSettings:
+    large_file_threshold: int
+    part_size: int
+    upload_concurrency: int
+    block_size: int
+    # How long a closed file waits before its upload starts: a rename, chmod or utime that
+    # follows the close (rsync, tar, editors) then changes the pending upload instead of
+    # cancelling or repeating one. fsync and unmount do not wait.
+    delay: float = 1.0
+
+
+class WriteBackListener(Protocol):
+    """What the filesystem core hears from the write-back layer."""
+
+    def uploaded(self, entry: Entry, remote: RemoteFile) -> None:
+        """B2 now holds ``remote`` under the entry's name (current or not)."""
+
+    def released(self, entry: Entry) -> None:
+        """The entry is gone: its content is only on B2 now."""
+
+
+@dataclass(eq=False)
+class Entry:
+    row: JournalRow
+    file: StagedFile
+    version: int = 0
+    dirty: bool = False
+    writers: int = 0
+    holders: int = 0
+    appending: bool = True  # every write so far extended the file: a streaming writer
+    discarded: bool = False
+    synced_version: int = -1  # the newest version B2 holds
+    uploaded: RemoteFile | None = None
+    failure: BaseException | None = None
+    failures: int = 0
+    attempt: trio.CancelScope | None = None
+    attempt_done: trio.Event | None = None
+    attempt_version: int = -1
+    attempt_large: bool = False  # the attempt in flight is a large upload (never cancelled)
+    rerun: bool = False
+    sync_requested: bool = False
+    large: LargeUpload | None = None
+    progress: trio.Event = field(default_factory=trio.Event)
+    owner: object = None  # the filesystem's inode, opaque here
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.row.bucket_id, self.row.name)
+
+    @property
+    def uploading(self) -> bool:
+        return self.attempt is not None
+
+    def info(self) -> dict[str, str]:
+        return info_for(self.row)
+
+
+def info_for(row: JournalRow) -> dict[str, str]:
+    """The B2 file info a staged file is uploaded with (see objectstore for the names)."""
+    return {
+        INFO_MTIME: str(row.mtime_ns // 1_000_000),
+        INFO_MODE: str(row.mode),
+        INFO_UID: str(row.uid),
+        INFO_GID: str(row.gid),
+    }
+
+
+class WriteBack:
+    def __init__(
+        self,
+        store: ObjectStore,
+        journal: Journal,
+        fetcher: BlockFetcher,
+        staging_dir: Path,
+        settings: WriteBackSettings,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.fetcher = fetcher
+        self.staging_dir = staging_dir
+        self.settings = settings
+        self.listener: WriteBackListener | None = None
+        self.slots = trio.CapacityLimiter(settings.upload_concurrency)
+        self.entries: dict[int, Entry] = {}  # by journal row id (ids are never reused)
+        self.by_name: dict[tuple[str, str], Entry] = {}
+        self._nursery: trio.Nursery | None = None
+        self._changed = trio.Event()
+        self._draining = False
+
+    # -- start and recovery ---------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery) -> list[Entry]:
+        """Attach to the mount's nursery, re-stage what the journal lists, queue its uploads."""
+        self._nursery = nursery
+        await trio.to_thread.run_sync(lambda: self.staging_dir.mkdir(parents=True, exist_ok=True))
+        recovered = []
+        keep: set[str] = set()
+        for row in await self.journal.rows():
+            if row.state != "pending":
+                log.warning(
+                    "dropping %s: it was being written when b2fs stopped and never closed",
+                    row.name,
+                )
+                await self.journal.delete(row.id)
+                continue
+            if not Path(row.staging).exists():
+                log.error("lost the staged data of %s (staging file missing)", row.name)
+                await self.journal.delete(row.id)
+                continue
+            base_size = row.base_limit
+            if row.base_file_id is not None:
+                try:
+                    base_size = (await self.store.get_file_info(row.base_file_id)).size
+                except Exception as exc:
+                    log.warning("base version of %s is not readable: %s", row.name, exc)
+            entry = Entry(row=row, file=StagedFile(row, self.fetcher, base_size), dirty=True)
+            await entry.file.open(create=False)
+            self._add(entry)
+            keep.add(Path(row.staging).name)
+            recovered.append(entry)
+        await trio.to_thread.run_sync(self._remove_stray_staging, keep)
+        for entry in recovered:
+            log.info("resuming the upload of %s (%d bytes)", entry.row.name, entry.row.size)
+            await self._cancel_orphan_large_files(entry)
+            self._schedule(entry)
+        return recovered
+
+    def _remove_stray_staging(self, keep: set[str]) -> None:
+        for path in self.staging_dir.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    async def _cancel_orphan_large_files(self, entry: Entry) -> None:
+        """Cancel unfinished large files of this name that an earlier attempt started but did
+        not record (killed between start_large_file and the journal update)."""
+        try:
+            unfinished = await self.store.list_unfinished(entry.row.bucket_id, entry.row.name)
+        except Exception as exc:
+            log.debug("cannot list unfinished large files of %s: %s", entry.row.name, exc)
+            return
+        for remote in unfinished:
+            if (
+                remote.name == entry.row.name
+                and remote.file_id
+                and remote.file_id != entry.row.large_file_id
+                and remote.upload_ms >= entry.row.created_ms
+            ):
+                log.info("cancelling an abandoned large upload of %s", remote.name)
+                await self._cancel_large(remote.file_id)
+
+    def _add(self, entry: Entry) -> None:
+        self.entries[entry.row.id] = entry
+        self.by_name[entry.key] = entry
+
+    # -- creating and changing ------------------------------------------------------------
+
+    async def create(
+        self,
+        bucket: BucketRef,
+        name: str,
+        *,
+        kind: str,
+        base: RemoteFile | None,
+        size: int,
+        mtime_ns: int,
+        mode: int,
+        uid: int,
+        gid: int,
+        content_type: str = "b2/x-auto",
+        orphan: bool = False,
+    ) -> Entry:
+        """Stage a file. With a ``base``, its first ``size`` bytes come from that version
+        until they are written; without, the file starts as ``size`` zero bytes. An
+        ``orphan`` (a file unlinked while open) is staged but never journalled or uploaded."""
+        staging = self.staging_dir / uuid.uuid4().hex
+        row = JournalRow(
+            id=0,
+            state="open",
+            kind=kind,
+            bucket_id=bucket.id,
+            bucket_name=bucket.name,
+            name=name,
+            staging=str(staging),
+            size=size,
+            base_file_id=base.file_id if base is not None else None,
+            base_limit=min(size, base.size) if base is not None else 0,
+            filled=b"",
+            block_size=self.settings.block_size,
+            mtime_ns=mtime_ns,
+            mode=mode,
+            uid=uid,
+            gid=gid,
+            content_type=content_type,
+            large_file_id=None,
+            large_info=None,
+            part_size=self.settings.part_size,
+            created_ms=int(time.time() * 1000),
+        )
+        entry = Entry(row=row, file=StagedFile(row, self.fetcher, base.size if base else 0))
+        await entry.file.open(create=True)
+        if size:
+            await trio.to_thread.run_sync(os.ftruncate, entry.file.fd, size)
+        if orphan:
+            entry.discarded = True
+            return entry
+        previous = self.by_name.get(entry.key)
+        if previous is not None:
+            await self.discard(previous)
+        entry.dirty = True
+        await self.journal.insert(row)
+        self._add(entry)
+        self._changed.set()
+        return entry
+
+    async def _modify(self, entry: Entry) -> None:
+        """Call before any change of content or metadata (see the module docstring)."""
+        entry.version += 1
+        if entry.attempt is not None and not entry.attempt_large:
+            entry.attempt.cancel()
+            assert entry.attempt_done is not None
+            await entry.attempt_done.wait()
+        if not entry.dirty and not entry.discarded:
+            entry.dirty = True
+            entry.row.state = "open"
+            old_id = entry.row.id
+            entry.row.id = 0
+            await self.journal.insert(entry.row)
+            self.entries.pop(old_id, None)
+            self.entries[entry.row.id] = entry
+            self._changed.set()
+
+    async def write(self, entry: Entry, offset: int, data: bytes) -> int:
+        await self._modify(entry)
+        if offset != entry.file.size:
+            entry.appending = False
+        if entry.large is not None:
+            entry.large.touch(offset, offset + len(data))
+        written = await entry.file.write(offset, data)
+        entry.row.mtime_ns = time.time_ns()
+        self._maybe_promote(entry)
+        if entry.large is not None:
+            entry.large.wake.set()
+        return written
+
+    async def truncate(self, entry: Entry, size: int) -> None:
+        if entry.large is not None and entry.large.truncated_below_uploads(size):
+            await self._abandon_large(entry)
+        await self._modify(entry)
+        if entry.large is not None:
+            entry.large.touch(min(size, entry.file.size), max(size, entry.file.size))
+        if size != entry.file.size:
+            entry.appending = entry.appending and size > entry.file.size
+        await entry.file.truncate(size)
+        entry.row.mtime_ns = time.time_ns()
+
+    async def set_meta(
+        self,
+        entry: Entry,
+        *,
+        mtime_ns: int | None = None,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> None:
+        await self._modify(entry)
+        row = entry.row
+        row.mtime_ns = row.mtime_ns if mtime_ns is None else mtime_ns
+        row.mode = row.mode if mode is None else mode
+        row.uid = row.uid if uid is None else uid
+        row.gid = row.gid if gid is None else gid
+        if entry.writers == 0 and not entry.discarded:
+            await self._persist(entry)
+            self._schedule(entry)
+
+    async def retarget(self, entry: Entry, bucket: BucketRef, name: str) -> None:
+        """The file was renamed. A pending upload now goes to ``name``; a clean entry just
+        follows the name (the caller copied it on B2 already)."""
+        dirty = entry.dirty
+        if dirty:
+            if entry.large is not None:
+                await self._abandon_large(entry)
+            await self._modify(entry)
+        if self.by_name.get(entry.key) is entry:
+            del self.by_name[entry.key]
+        displaced = self.by_name.get((bucket.id, name))
+        if displaced is not None and displaced is not entry:
+            await self.discard(displaced)
+        entry.row.bucket_id, entry.row.bucket_name, entry.row.name = bucket.id, bucket.name, name
+        self.by_name[entry.key] = entry
+        if dirty:
+            await self._persist(entry)
+            if entry.writers == 0:
+                self._schedule(entry)
+
+    async def discard(self, entry: Entry) -> None:
+        """The file was removed: never upload it; its bytes stay while it is held open."""
+        if entry.discarded:
+            return
+        if entry.large is not None:
+            await self._abandon_large(entry)
+        await self._modify(entry)
+        entry.discarded = True
+        if self.by_name.get(entry.key) is entry:
+            del self.by_name[entry.key]
+        if entry.dirty:
+            entry.dirty = False
+            await self.journal.delete(entry.row.id)
+        self._notify_progress(entry)
+        await self._maybe_release(entry)
+        self._changed.set()
+
+    # -- open handles ---------------------------------------------------------------------
+
+    def hold(self, entry: Entry, *, writer: bool) -> None:
+        entry.holders += 1
+        if writer:
+            entry.writers += 1
+
+    async def unhold(self, entry: Entry, *, writer: bool) -> None:
+        entry.holders -= 1
+        if writer:
+            entry.writers -= 1
+            if entry.writers == 0:
+                if entry.large is not None:
+                    entry.large.wake.set()
+                elif entry.dirty and not entry.discarded:
+                    self._schedule(entry)
+        await self._maybe_release(entry)
+
+    async def flushed(self, entry: Entry) -> None:
+        """A writer closed the file: make what it wrote survive a restart."""
+        if entry.dirty and not entry.discarded:
+            entry.row.state = "pending"
+            await self._persist(entry)
+
+    async def submit(self, entry: Entry) -> None:
+        """An entry with no writer is complete (a directory marker, a symlink): queue it."""
+        await self.flushed(entry)
+        self._schedule(entry)
+
+    async def _persist(self, entry: Entry) -> None:
+        if entry.dirty:
+            entry.row.filled = entry.file.snapshot_filled()
+            await self.journal.update(entry.row)
+
+    async def sync(self, entry: Entry) -> None:
+        """Return once B2 holds the entry's current content (fsync); raise if the upload
+        failed (the data stays queued)."""
+        if entry.discarded or not entry.dirty:
+            return
+        entry.row.state = "pending"
+        await self._persist(entry)
+        target = entry.version
+        entry.sync_requested = True
+        while entry.synced_version < target and entry.dirty and not entry.discarded:
+            if entry.large is not None:
+                entry.large.wake.set()
+            elif entry.attempt is None:
+                self._schedule(entry)
+            failures = entry.failures
+            progress = entry.progress
+            await progress.wait()
+            if entry.failures > failures and entry.failure is not None:
+                raise entry.failure
+        entry.sync_requested = False
+
+    # -- uploading ------------------------------------------------------------------------
+
+    def _maybe_promote(self, entry: Entry) -> None:
+        if (
+            entry.large is None
+            and entry.attempt is None
+            and entry.appending
+            and not entry.discarded
+            and entry.file.size >= self.settings.large_file_threshold
+        ):
+            self._schedule(entry)
+
+    def _schedule(self, entry: Entry) -> None:
+        if entry.discarded or not entry.dirty:
+            return
+        if entry.attempt is not None:
+            entry.rerun = True
+            return
+        assert self._nursery is not None, "write-back not started"
+        entry.attempt = trio.CancelScope()
+        entry.attempt_done = trio.Event()
+        entry.attempt_large = False
+        self._nursery.start_soon(self._attempt, entry)
+
+    def _should_wait(self, entry: Entry) -> bool:
+        return not (
+            self._draining
+            or entry.sync_requested
+            or entry.writers > 0  # a promotion: start at once
+            or entry.failures > 0  # a retry has waited already
+        )
+
+    def _wants_large(self, entry: Entry) -> bool:
+        size = entry.file.size
+        return entry.row.kind == "file" and (
+            entry.row.large_file_id is not None
+            or size > B2_MAX_SIMPLE_UPLOAD
+            or size > self.settings.large_file_threshold
+            or (entry.writers > 0 and size >= self.settings.large_file_threshold)
+        )
+
+    async def _attempt(self, entry: Entry) -> None:
+        scope, done = entry.attempt, entry.attempt_done
+        assert scope is not None and done is not None
+        version = entry.version
+        entry.attempt_version = version
+        result: RemoteFile | None = None
+        error: BaseException | None = None
+        with scope:
+            try:
+                if self._should_wait(entry):
+                    await trio.sleep(self.settings.delay)
+                entry.attempt_large = self._wants_large(entry)
+                if entry.attempt_large:
+                    result = await self._upload_large(entry)
+                    version = entry.attempt_version
+                else:
+                    result = await self._upload_simple(entry)
+            except Exception as exc:
+                error = exc
+        entry.attempt = None
+        entry.attempt_done = None
+        done.set()
+        if result is not None:
+            await self._uploaded(entry, result, version)
+        elif error is not None:
+            await self._failed(entry, error)
+        if entry.rerun and not entry.uploading:
+            entry.rerun = False
+            if entry.dirty and (entry.writers == 0 or entry.sync_requested):
+                self._schedule(entry)
+        self._notify_progress(entry)
+
+    async def _upload_simple(self, entry: Entry) -> RemoteFile:
+        async with self.slots:
+            await entry.file.fill_all()
+            return await self.store.upload_file(
+                entry.row.bucket_id,
+                entry.row.name,
+                entry.file.path,
+                entry.file.size,
+                entry.row.content_type,
+                entry.info(),
+            )
+
+    async def _upload_large(self, entry: Entry) -> RemoteFile | None:
+        row = entry.row
+        if entry.large is None:
+            if row.large_file_id is None:
+                info = entry.info()
+                # Shielded: a large file B2 started must be recorded, or it would bill forever.
+                with trio.CancelScope(shield=True):
+                    file_id = await self.store.start_large_file(
+                        row.bucket_id, row.name, row.content_type, info
+                    )
+                    row.large_file_id, row.large_info = file_id, json.dumps(info, sort_keys=True)
+                    await self.journal.update(row)
+                entry.large = LargeUpload(
+                    self.store, file_id, row.part_size, row.staging, self.slots
+                )
+            else:
+                entry.large = LargeUpload(
+                    self.store, row.large_file_id, row.part_size, row.staging, self.slots
+                )
+                await entry.large.adopt_existing(row.size, _reader(row.staging))
+        large = entry.large
+
+        def final() -> bool:
+            return entry.writers == 0 or entry.sync_requested
+
+        async with trio.open_nursery() as parts_nursery:
+            while True:
+                large.wake = trio.Event()
+                if large.error is not None:
+                    error, large.error = large.error, None
+                    raise error
+                await large.pump(
+                    parts_nursery, lambda: entry.file.size, final, entry.file.fill_range
+                )
+                if final() and large.all_current(entry.file.size):
+                    break
+                await large.wake.wait()
+        # Every part reflects the content as of now; record which version that is.
+        entry.attempt_version = entry.version
+        result = await large.finish(entry.file.size)
+        if result is None:
+            # Too small to be a large file after all: send it in one piece.
+            await self._abandon_large(entry, keep_attempt=True)
+            return await self._upload_simple(entry)
+        entry.large = None
+        row.large_file_id = None
+        started_info = json.loads(row.large_info or "{}")
+        row.large_info = None
+        if started_info != entry.info():
+            result = await self._fix_metadata(entry, result)
+        return result
+
+    async def _fix_metadata(self, entry: Entry, finished: RemoteFile) -> RemoteFile:
+        """A large file's info is fixed when it starts; if the metadata changed while it was
+        written (its mtime always does), replace it with a server-side copy (no download)."""
+        assert finished.file_id is not None
+        fixed = await self.store.copy_file(
+            finished.file_id,
+            entry.row.name,
+            bucket_id=entry.row.bucket_id,
+            content_type=finished.content_type or entry.row.content_type,
+            info=entry.info(),
+        )
+        try:
+            await self.store.delete_version(finished.name, finished.file_id)
+        except Exception as exc:  # without deleteFiles the intermediate version stays
+            log.debug("could not delete the intermediate version of %s: %s", finished.name, exc)
+        return fixed
+
+    async def _abandon_large(self, entry: Entry, *, keep_attempt: bool = False) -> None:
+        """Stop a large upload and cancel it on B2 (never leave one billing)."""
+        if entry.attempt is not None and not keep_attempt:
+            entry.attempt.cancel()
+            assert entry.attempt_done is not None
+            await entry.attempt_done.wait()
+        large_file_id = entry.row.large_file_id
+        entry.large = None
+        entry.row.large_file_id = None
+        entry.row.large_info = None
+        if large_file_id is not None:
+            await self._cancel_large(large_file_id)
+        if entry.dirty:
+            await self.journal.update(entry.row)
+
+    async def _cancel_large(self, large_file_id: str) -> None:
+        try:
+            await self.store.cancel_large_file(large_file_id)
+        except Exception as exc:
+            log.warning("could not cancel large upload %s: %s", large_file_id, exc)
+
+    async def _uploaded(self, entry: Entry, result: RemoteFile, version: int) -> None:
+        entry.uploaded = result
+        entry.failure = None
+        entry.failures = 0
+        if self.listener is not None and not entry.discarded:
+            self.listener.uploaded(entry, result)
+        if version == entry.version and not entry.discarded:
+            entry.synced_version = version
+            entry.dirty = False
+            await self.journal.delete(entry.row.id)
+            self._changed.set()
+            log.debug("uploaded %s (%d bytes)", entry.row.name, result.size)
+            await self._maybe_release(entry)
+        else:
+            entry.rerun = True
+
+    async def _failed(self, entry: Entry, error: BaseException) -> None:
+        entry.failure = error
+        entry.failures += 1
+        delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS)) - 1]
+        log.warning(
+            "upload of %s failed (%s); kept queued, next try in %.0f s",
+            entry.row.name,
+            error,
+            delay,
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._retry_later, entry, delay)
+
+    async def _retry_later(self, entry: Entry, delay: float) -> None:
+        await trio.sleep(delay)
+        if entry.dirty and not entry.discarded and (entry.writers == 0 or entry.sync_requested):
+            self._schedule(entry)
+
+    def _notify_progress(self, entry: Entry) -> None:
+        entry.progress.set()
+        entry.progress = trio.Event()
+
+    async def retry_now(self) -> None:
+        """Try every failed upload again at once (after an outage ends, for instance)."""
+        for entry in list(self.entries.values()):
+            if entry.failure is not None and entry.writers == 0:
+                self._schedule(entry)
+
+    # -- releasing ------------------------------------------------------------------------
+
+    async def _maybe_release(self, entry: Entry) -> None:
+        if entry.holders > 0 or entry.dirty or entry.attempt is not None:
+            return
+        if self.entries.get(entry.row.id) is not entry:
+            return
+        del self.entries[entry.row.id]
+        if self.by_name.get(entry.key) is entry:
+            del self.by_name[entry.key]
+        uploaded = entry.uploaded
+        if (
+            not entry.discarded
+            and uploaded is not None
+            and uploaded.file_id
+            and entry.synced_version == entry.version
+            and entry.file.size <= min(ADOPT_LIMIT, self.fetcher.cache.capacity // 8)
+        ):
+            await self._adopt_into_cache(entry, uploaded.file_id)
+        await entry.file.close()
+        await trio.to_thread.run_sync(lambda: Path(entry.row.staging).unlink(missing_ok=True))
+        if self.listener is not None:
+            self.listener.released(entry)
+        self._changed.set()
+
+    async def _adopt_into_cache(self, entry: Entry, file_id: str) -> None:
+        """Copy the uploaded bytes into the block cache: reading them back costs no download."""
+        block_size = self.fetcher.cache.block_size
+        for index in range(-(-entry.file.size // block_size)):
+            start = index * block_size
+            data = await entry.file.read(start, min(block_size, entry.file.size - start))
+            await self.fetcher.cache.store(file_id, index, data)
+
+    # -- waiting for everything -----------------------------------------------------------
+
+    @property
+    def pending(self) -> list[Entry]:
+        return [e for e in self.entries.values() if e.dirty and not e.discarded]
+
+    async def drain(self) -> None:
+        """Return once nothing is waiting for upload (unmount)."""
+        self._draining = True
+        while True:
+            pending = self.pending
+            if not pending:
+                return
+            for entry in pending:
+                if entry.attempt is None and entry.writers == 0 and entry.failure is None:
+                    self._schedule(entry)
+            changed = self._changed = trio.Event()
+            await changed.wait()
+
+    def stats(self) -> Mapping[str, int]:
+        pending = self.pending
+        return {
+            "pending_files": len(pending),
+            "pending_bytes": sum(e.file.size for e in pending),
+            "uploading": sum(1 for e in pending if e.uploading),
+        }
+
+
+def _reader(path: str) -> _RangeReader:
+    return _RangeReader(path)
+
+
+class _RangeReader:
+    """Reads ranges of a staging file from a worker thread (for hashing parts at restart)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, start: int, end: int) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+
+
+def part_count_for(entry: Entry) -> int:
+    return parts.part_count(entry.row.part_size, entry.file.size)
