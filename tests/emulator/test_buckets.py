@@ -209,3 +209,89 @@ def test_file_lock_and_encryption_settings(b2: B2) -> None:
     b2.ok(
         "b2_delete_file_version", fileId=up["fileId"], fileName="locked.txt", bypassGovernance=True
     )
+
+
+def test_file_retention_and_legal_hold(b2: B2) -> None:
+    import time
+
+    plain = b2.create_bucket("plain-bucket")
+    p = b2.upload(plain, "p", b"x")
+    b2.error(
+        "b2_update_file_legal_hold",
+        400,
+        "bucket_missing_file_lock",
+        fileId=p["fileId"],
+        fileName="p",
+        legalHold="on",
+    )
+    locked = b2.create_bucket("lock-bucket", fileLockEnabled=True)
+    f = b2.upload(locked, "f", b"x")
+    until = int(time.time() * 1000) + 3_600_000
+    doc = b2.ok(
+        "b2_update_file_retention",
+        fileId=f["fileId"],
+        fileName="f",
+        fileRetention={"mode": "governance", "retainUntilTimestamp": until},
+    )
+    assert doc == {
+        "fileId": f["fileId"],
+        "fileName": "f",
+        "fileRetention": {"mode": "governance", "retainUntilTimestamp": until},
+    }
+    info = b2.ok("b2_get_file_info", fileId=f["fileId"])
+    assert info["fileRetention"]["value"]["mode"] == "governance"
+    r = b2.download("/file/lock-bucket/f")
+    assert r.headers["x-bz-file-retention-mode"] == "governance"
+    b2.error(
+        "b2_update_file_retention",
+        401,
+        "access_denied",
+        fileId=f["fileId"],
+        fileName="f",
+        fileRetention={"mode": None, "retainUntilTimestamp": None},
+    )
+    b2.ok(
+        "b2_update_file_retention",
+        fileId=f["fileId"],
+        fileName="f",
+        bypassGovernance=True,
+        fileRetention={"mode": None, "retainUntilTimestamp": None},
+    )
+    hold = b2.ok("b2_update_file_legal_hold", fileId=f["fileId"], fileName="f", legalHold="on")
+    assert hold == {"fileId": f["fileId"], "fileName": "f", "legalHold": "on"}
+    b2.error(
+        "b2_delete_file_version",
+        401,
+        "access_denied",
+        fileId=f["fileId"],
+        fileName="f",
+        bypassGovernance=True,
+    )
+    b2.ok("b2_update_file_legal_hold", fileId=f["fileId"], fileName="f", legalHold="off")
+    c = b2.upload(
+        locked,
+        "c",
+        b"x",
+        headers={
+            "X-Bz-File-Retention-Mode": "compliance",
+            "X-Bz-File-Retention-Retain-Until-Timestamp": str(until),
+        },
+    )
+    assert c["fileRetention"]["value"] == {"mode": "compliance", "retainUntilTimestamp": until}
+    b2.error(
+        "b2_delete_file_version",
+        401,
+        "access_denied",
+        fileId=c["fileId"],
+        fileName="c",
+        bypassGovernance=True,
+    )
+    b2.error(
+        "b2_update_file_retention",
+        401,
+        "access_denied",
+        fileId=c["fileId"],
+        fileName="c",
+        fileRetention={"mode": "compliance", "retainUntilTimestamp": until - 1000},
+    )
+    b2.ok("b2_delete_file_version", fileId=f["fileId"], fileName="f")
