@@ -109,6 +109,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import sqlite3
 
     from .emulator import Emulator
     from .faults import parse_spec
@@ -150,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         emu.start()
-    except OSError as e:
-        print(f"b2fs emulator: cannot listen on {args.listen}: {e.strerror or e}", file=sys.stderr)
+    except (OSError, sqlite3.Error) as e:
+        where = f"--data {args.data}" if args.data else "memory"
+        print(f"b2fs emulator: cannot start on {args.listen} ({where}): {e}", file=sys.stderr)
         return 1
     try:
         sys.stdout.write(f"listening on {emu.url}\n")

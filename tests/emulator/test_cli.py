@@ -98,3 +98,15 @@ def test_help_documents_faults() -> None:
 def test_bad_arguments(args: tuple[str, ...]) -> None:
     r = run(*args)
     assert r.returncode == 2 and "b2fs emulator:" in r.stderr
+
+
+def test_port_in_use_is_a_clean_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run("--listen", f"127.0.0.1:{port}")
+    assert r.returncode == 1 and "Address already in use" in r.stderr
+    assert "Traceback" not in r.stderr
