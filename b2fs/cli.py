@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from b2fs import __version__
 from b2fs.commands import mount as mount_commands
+from b2fs.commands import status as status_command
 from b2fs.emulator import cli as emulator_cli
 
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     mount_commands.register(subparsers)
+    status_command.register(subparsers)
     emulator_cli.register(subparsers)
     return parser
 
