@@ -185,3 +185,40 @@ def test_small_part_size_option(
     c.upload_part(f, 1, b"a" * 100)
     c.upload_part(f, 2, b"b")
     c.ok("b2_finish_large_file", fileId=f, partSha1Array=[sha1(b"a" * 100), sha1(b"b")])
+
+
+def test_download_of_a_file_with_many_parts(
+    emulator_factory: Callable[..., Emulator], client_factory: Callable[..., B2]
+) -> None:
+    """Parts are opened one at a time: more parts than the descriptor limit is fine."""
+    import resource
+
+    c = client_factory(emulator_factory(min_part_size=1))
+    bucket = c.create_bucket()
+    f = c.start_large(bucket, "many")
+    u = c.ok("b2_get_upload_part_url", fileId=f)
+    count = 300
+    for n in range(1, count + 1):
+        data = n.to_bytes(2, "big")
+        r = c.http.post(
+            u["uploadUrl"],
+            content=data,
+            headers={
+                "Authorization": u["authorizationToken"],
+                "X-Bz-Part-Number": str(n),
+                "X-Bz-Content-Sha1": sha1(data),
+            },
+        )
+        assert r.status_code == 200
+    c.ok(
+        "b2_finish_large_file",
+        fileId=f,
+        partSha1Array=[sha1(n.to_bytes(2, "big")) for n in range(1, count + 1)],
+    )
+    expected = b"".join(n.to_bytes(2, "big") for n in range(1, count + 1))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    try:
+        assert c.download("/file/test-bucket/many").content == expected
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

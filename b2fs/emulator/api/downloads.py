@@ -168,29 +168,28 @@ def _serve(call: Call, f: FileVersion, bucket: Bucket) -> None:
     check_sse_c_access(f.sse, presented_key_md5_from_headers(call.headers))
 
     segs = segments(call.app.store, f)
-    fds: list[tuple[int, int, int]] = []
-    try:
-        wanted = parse_range(call.header("Range"), f.length)
-        if wanted is None or wanted == (0, f.length - 1):
-            start, end, status = 0, f.length - 1, 200
-        else:
-            start, end, status = wanted[0], wanted[1], 206
+    wanted = parse_range(call.header("Range"), f.length)
+    if wanted is None or wanted == (0, f.length - 1):
+        start, end, status = 0, f.length - 1, 200
+    else:
+        start, end, status = wanted[0], wanted[1], 206
+    pieces = list(ranges(segs, start, end))
+    if not all(os.path.exists(path) for path, _, _ in pieces):
+        raise not_found(f"File not present: {f.name}")  # deleted while we looked it up
+    headers = _headers(f, bucket, overrides, can_read_lock)
+    headers.append(("Content-Length", str(end - start + 1)))
+    if status == 206:
+        headers.append(("Content-Range", f"bytes {start}-{end}/{f.length}"))
+    call.conn.start_response(status, headers)
+    if call.method == "HEAD":
+        return
+    # Blobs are opened one at a time (a large file may have 10 000 parts). One deleted in the
+    # middle of the transfer raises here, and the server drops the connection.
+    for path, offset, count in pieces:
+        fd = os.open(path, os.O_RDONLY)
         try:
-            for path, offset, count in ranges(segs, start, end):
-                fds.append((os.open(path, os.O_RDONLY), offset, count))
-        except FileNotFoundError:
-            raise not_found(f"File not present: {f.name}") from None
-        headers = _headers(f, bucket, overrides, can_read_lock)
-        headers.append(("Content-Length", str(end - start + 1)))
-        if status == 206:
-            headers.append(("Content-Range", f"bytes {start}-{end}/{f.length}"))
-        call.conn.start_response(status, headers)
-        if call.method == "HEAD":
-            return
-        for fd, offset, count in fds:
             call.conn.sendfile(fd, offset, count)
-    finally:
-        for fd, _, _ in fds:
+        finally:
             os.close(fd)
 
 

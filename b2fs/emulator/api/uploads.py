@@ -145,8 +145,8 @@ def _send(call: Call, doc: dict[str, Any]) -> None:
             ("Content-Length", str(len(body))),
             ("Cache-Control", "max-age=0, no-cache, no-store"),
         ],
+        body,
     )
-    call.conn.write(body)
 
 
 @operation("b2_upload_file", kind="upload", methods=("POST",), streaming=True)
