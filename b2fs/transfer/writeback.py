@@ -13,7 +13,8 @@ Lifecycle:
 - ``create`` starts an entry (journal row in state 'open'); a write to a clean entry makes it
   dirty again (a new row).
 - ``flushed`` (every close() of a writer) commits the row in state 'pending': from then on a
-  restart uploads it. Rows never closed are dropped at restart (with a warning).
+  restart uploads it. Rows never closed are dropped at restart (with a warning), and a
+  large upload one had started is cancelled.
 - When the last writer is gone (or on fsync), an *attempt* uploads the entry: in one piece up
   to ``large_file_threshold``, else as a large file. A sequential writer past the threshold
   is promoted while still writing: the attempt starts early and its parts leave while the next
@@ -169,11 +170,11 @@ class WriteBack:
                     "dropping %s: it was being written when b2fs stopped and never closed",
                     row.name,
                 )
-                await self.journal.delete(row.id)
+                await self._drop_row(row)
                 continue
             if not Path(row.staging).exists():
                 log.error("lost the staged data of %s (staging file missing)", row.name)
-                await self.journal.delete(row.id)
+                await self._drop_row(row)
                 continue
             base_size = row.base_limit
             if row.base_file_id is not None:
@@ -192,6 +193,13 @@ class WriteBack:
             await self._cancel_orphan_large_files(entry)
             self._schedule(entry)
         return recovered
+
+    async def _drop_row(self, row: JournalRow) -> None:
+        """Forget a row that will not be uploaded, cancelling the large upload it had started
+        (a promoted file that was never closed): it would otherwise stay on B2, billing."""
+        if row.large_file_id is not None:
+            await self._cancel_large(row.large_file_id)
+        await self.journal.delete(row.id)
 
     def _remove_stray_staging(self, keep: set[str]) -> None:
         for path in self.staging_dir.iterdir():
