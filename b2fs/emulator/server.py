@@ -40,6 +40,7 @@ from .app import App
 from .call import Call
 from .errors import B2Error, not_found
 from .faults import Fault, Faults
+from .httpparse import HeaderError, read_headers
 from .params import parse_params
 from .shaping import ShapedReader, ShapedWriter, TokenBucket, mbps_to_bytes
 from .stats import Stats
@@ -148,6 +149,38 @@ class Handler(BaseHTTPRequestHandler):
         self.server.track(self.connection, False)
         with contextlib.suppress(OSError):
             super().finish()
+
+    def parse_request(self) -> bool:
+        """The request line and headers; answers malformed ones itself and returns False."""
+        self.command = ""
+        self.request_version = "HTTP/1.1"
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3:
+            self.send_error(400, "Bad request syntax")
+            return False
+        command, path, version = words
+        if version not in ("HTTP/1.0", "HTTP/1.1"):
+            self.send_error(
+                505 if version.startswith("HTTP/") else 400,
+                f"Unsupported HTTP version {version[:20]}",
+            )
+            return False
+        self.command, self.path, self.request_version = command, path, version
+        try:
+            self.headers = read_headers(self.rfile)  # type: ignore[assignment]
+        except HeaderError as e:
+            self.send_error(e.status, e.message)
+            return False
+        connection = (self.headers.get("Connection") or "").lower()
+        self.close_connection = connection == "close" or (
+            version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        expect = (self.headers.get("Expect") or "").lower()
+        if expect == "100-continue" and version == "HTTP/1.1":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the base class would log request lines, which may carry tokens."""

@@ -285,3 +285,35 @@ def test_control_endpoints(emulator: Emulator, b2: B2) -> None:
     assert httpx.post(f"{emulator.url}/_emulator/stats/reset").status_code == 200
     assert emulator.stats.calls() == {}
     assert httpx.get(f"{emulator.url}/_emulator/nope").status_code == 404
+
+
+def test_header_parser() -> None:
+    import io
+
+    import pytest
+
+    from b2fs.emulator.httpparse import HeaderError, read_headers
+
+    h = read_headers(
+        io.BytesIO(
+            b"Content-Type: a/b\r\nX-Twice: 1\r\nx-twice: 2\r\nX-Folded: one\r\n two\r\n\r\nbody"
+        )
+    )
+    assert h["content-type"] == "a/b" and h.get("X-TWICE") == "1"
+    assert h["X-Folded"] == "one two" and "x-folded" in h and "nope" not in h
+    assert [k for k, _ in h.items()] == ["Content-Type", "X-Twice", "x-twice", "X-Folded"]
+    for bad in (b"no colon\r\n\r\n", b" leading\r\n\r\n", b"Bad : space\r\n\r\n"):
+        with pytest.raises(HeaderError):
+            read_headers(io.BytesIO(bad))
+
+
+def test_http_versions(emulator: Emulator) -> None:
+    with connect(emulator) as s:
+        s.sendall(b"GET /nowhere HTTP/1.0\r\n\r\n")
+        status, headers, body = read_response(s)
+        assert status == 404 and headers["connection"] == "close"
+        assert json.loads(body)["code"] == "not_found"
+    with connect(emulator) as s:
+        s.sendall(b"GET /nowhere HTTP/2.0\r\n\r\n")
+        status, _, body = read_response(s)
+        assert status == 400 and json.loads(body)["status"] == 400
