@@ -221,6 +221,10 @@ class Handler(BaseHTTPRequestHandler):
         self._chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
         length = self.headers.get("Content-Length")
         self.body_remaining = int(length) if length and length.strip().isdigit() else 0
+        if length is not None and not length.strip().isdigit():
+            self.close_connection = True  # where the body ends is unknown
+            self._fail(B2Error(400, "bad_request", "invalid Content-Length"))
+            return
         if path.startswith("/_emulator/"):
             self._control(path)
             return

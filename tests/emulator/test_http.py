@@ -193,6 +193,18 @@ def test_body_longer_than_content_length(emulator: Emulator, b2: B2) -> None:
     assert_alive(b2)
 
 
+def test_invalid_content_length(emulator: Emulator, b2: B2) -> None:
+    for value in (b"-5", b"abc", b"1e3"):
+        with connect(emulator) as s:
+            s.sendall(
+                b"POST /b2api/v3/b2_list_buckets HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: " + value + b"\r\n\r\n{}"
+            )
+            status, headers, _ = read_response(s, "POST")
+            assert status == 400 and headers["connection"] == "close"
+    assert_alive(b2)
+
+
 def test_chunked_upload_refused_and_chunked_json_accepted(emulator: Emulator, b2: B2) -> None:
     bucket = b2.create_bucket()
     u = b2.ok("b2_get_upload_url", bucketId=bucket)
