@@ -11,12 +11,14 @@ does not fsync on every commit, so a power loss may forget files closed in the l
 (programs that need that call fsync, which waits for B2 itself; docs/SEMANTICS.md says so).
 
 All SQLite calls run in one worker thread at a time (a capacity limiter of 1), never on the
-event loop.
+event loop. A full disk is reported as ``OSError(ENOSPC)``, like any other write to the cache
+directory, so the program whose write needed the journal gets ENOSPC.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +97,12 @@ class Journal:
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+                raise OSError(errno.ENOSPC, f"the cache disk is full ({self.path})") from exc
+            raise
 
     async def open(self) -> None:
         await self._run(self._open)
