@@ -31,6 +31,7 @@ import trio
 
 from b2fs.b2.client import B2Client
 from b2fs.b2.credentials import Credentials
+from b2fs.b2.retry import RetryPolicy
 from b2fs.cache.blocks import BlockCache
 from b2fs.fs.filesystem import Filesystem
 from b2fs.fuse_ops import Operations
@@ -153,6 +154,7 @@ async def serve(config: MountConfig, on_ready: Callable[[], None]) -> None:
             config.credentials.key,
             endpoint=config.endpoint,
             max_connections=max(64, options.upload_concurrency + options.download_concurrency),
+            retry_policy=RetryPolicy(max_elapsed=options.retry_time),
         )
     except Exception:
         lock.release()
@@ -198,6 +200,7 @@ async def _serve_with(
                 part_size=options.part_size,
                 upload_concurrency=options.upload_concurrency,
                 block_size=options.block_size,
+                delay=options.writeback_delay,
             ),
         )
         fs = Filesystem(

@@ -179,6 +179,18 @@ _SPECS = [
         minimum=0,
     ),
     OptionSpec(
+        "retry_time",
+        parse_duration,
+        60.0,
+        "Longest time one B2 request is retried after temporary failures (B2 busy or down, "
+        "network errors), with exponential backoff and jitter and at most 6 attempts, before "
+        "it fails: a read then returns EIO; a pending upload stays queued and is tried again "
+        "later, so no closed file is ever dropped.",
+        kind="duration",
+        minimum=0,
+        maximum=86400,
+    ),
+    OptionSpec(
         "large_file_threshold",
         parse_size,
         16 * _MiB,
@@ -204,6 +216,17 @@ _SPECS = [
         kind="int",
         minimum=1,
         maximum=256,
+    ),
+    OptionSpec(
+        "writeback_delay",
+        parse_duration,
+        1.0,
+        "How long a closed file waits before its upload starts, so that a rename, chmod or "
+        "utime right after the close changes the pending upload instead of repeating it "
+        "(fsync and unmount do not wait).",
+        kind="duration",
+        minimum=0,
+        maximum=3600,
     ),
     OptionSpec(
         "download_concurrency",
@@ -278,9 +301,11 @@ class MountOptions:
     block_size: int = 1 * _MiB
     attr_timeout: float = 1.0
     dir_timeout: float = 10.0
+    retry_time: float = 60.0
     large_file_threshold: int = 16 * _MiB
     part_size: int = 8 * _MiB
     upload_concurrency: int = 16
+    writeback_delay: float = 1.0
     download_concurrency: int = 16
     readahead: int = 64 * _MiB
     versions_dir: str = ".versions"

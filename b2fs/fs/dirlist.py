@@ -84,7 +84,7 @@ class DirectoryLister:
     async def refresh(self, directory: Inode) -> None:
         """List the directory from B2 and merge (single flight per directory)."""
         started = trio.current_time()
-        async with directory.lock:
+        async with directory.list_lock:
             if directory.listed_at >= started:
                 return  # someone else listed it while we waited
             for _ in range(_STALE_RETRIES):

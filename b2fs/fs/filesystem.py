@@ -137,7 +137,7 @@ class Filesystem:
     async def _list_buckets(self) -> None:
         if self.lister.is_fresh(self.root):
             return
-        async with self.root.lock:
+        async with self.root.list_lock:
             buckets = await self.store.list_buckets()
             current = {b.name: b for b in buckets}
             for name, _child in list(self.root.children.items()):

@@ -59,7 +59,8 @@ class Inode:
     listed_at: float = -math.inf  # trio time of the last listing applied
     generation: int = 0
     marker: RemoteFile | None = None  # the .bzEmpty object seen in the last listing
-    lock: trio.Lock = field(default_factory=trio.Lock)
+    lock: trio.Lock = field(default_factory=trio.Lock)  # namespace changes in this directory
+    list_lock: trio.Lock = field(default_factory=trio.Lock)  # one listing at a time
     # Attributes set locally on a directory (not kept on B2).
     dir_mode: int | None = None
     dir_mtime_ns: int | None = None

@@ -32,6 +32,7 @@ and awaiting it, and the filesystem core serialises operations on one inode.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -110,6 +111,7 @@ class Entry:
     sync_requested: bool = False
     large: LargeUpload | None = None
     progress: trio.Event = field(default_factory=trio.Event)
+    hurry: trio.Event = field(default_factory=trio.Event)  # ends the write-back delay at once
     owner: object = None  # the filesystem's inode, opaque here
 
     @property
@@ -380,7 +382,7 @@ class WriteBack:
             del self.by_name[entry.key]
         if entry.dirty:
             entry.dirty = False
-            await self.journal.delete(entry.row.id)
+            await self._delete_row(entry.row)
         self._notify_progress(entry)
         await self._maybe_release(entry)
         self._changed.set()
@@ -428,6 +430,7 @@ class WriteBack:
         await self._persist(entry)
         target = entry.version
         entry.sync_requested = True
+        entry.hurry.set()
         while entry.synced_version < target and entry.dirty and not entry.discarded:
             if entry.large is not None:
                 entry.large.wake.set()
@@ -439,6 +442,8 @@ class WriteBack:
             if entry.failures > failures and entry.failure is not None:
                 raise entry.failure
         entry.sync_requested = False
+        if not self._draining:
+            entry.hurry = trio.Event()
 
     # -- uploading ------------------------------------------------------------------------
 
@@ -491,7 +496,8 @@ class WriteBack:
         with scope:
             try:
                 if self._should_wait(entry):
-                    await trio.sleep(self.settings.delay)
+                    with trio.move_on_after(self.settings.delay):
+                        await entry.hurry.wait()  # fsync or unmount: go now
                 entry.attempt_large = self._wants_large(entry)
                 if entry.attempt_large:
                     result = await self._upload_large(entry)
@@ -624,12 +630,32 @@ class WriteBack:
         if version == entry.version and not entry.discarded:
             entry.synced_version = version
             entry.dirty = False
-            await self.journal.delete(entry.row.id)
+            await self._delete_row(entry.row)
             self._changed.set()
             log.debug("uploaded %s (%d bytes)", entry.row.name, result.size)
             await self._maybe_release(entry)
         else:
             entry.rerun = True
+
+    async def _delete_row(self, row: JournalRow) -> None:
+        """Delete a row that is done with. If the journal cannot be written (a full cache
+        disk), keep trying in the background: the entry is clean in memory already, and
+        failing here would fail an unlink, or end the mount after a successful upload."""
+        try:
+            await self.journal.delete(row.id)
+        except OSError as exc:
+            log.warning("could not update the journal for %s (%s); will retry", row.name, exc)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._delete_row_later, row.id)
+
+    async def _delete_row_later(self, row_id: int) -> None:
+        for attempt in itertools.count():
+            await trio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            try:
+                await self.journal.delete(row_id)
+            except OSError:
+                continue
+            return
 
     async def _failed(self, entry: Entry, error: BaseException) -> None:
         entry.failure = error
@@ -701,6 +727,8 @@ class WriteBack:
     async def drain(self) -> None:
         """Return once nothing is waiting for upload (unmount)."""
         self._draining = True
+        for entry in self.entries.values():
+            entry.hurry.set()
         while True:
             pending = self.pending
             if not pending:

@@ -1,0 +1,139 @@
+"""Tier 3: the filesystem core's rules, checked by counting what it asks of B2."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import trio
+
+from b2fs.fs.errors import FsError
+from b2fs.fs.inodes import ROOT_INODE
+from core.conftest import Core
+
+
+async def test_lookup_counts_and_forget(core: Core) -> None:
+    await core.upload("a", b"1")
+    first = await core.fs.lookup(ROOT_INODE, b"a")
+    second = await core.fs.lookup(ROOT_INODE, b"a")
+    assert first.ino == second.ino
+    inode = core.fs.inode(first.ino)
+    assert inode.lookups == 2
+    core.fs.forget(first.ino, 2)
+    assert inode.lookups == 0
+    # Still in the tree (the listing keeps it) until it is removed.
+    assert core.fs.inodes.get(first.ino) is inode
+    await core.fs.unlink(ROOT_INODE, b"a")
+    assert core.fs.inodes.get(first.ino) is None
+
+
+async def test_negative_and_positive_lookups_come_from_one_listing(core: Core) -> None:
+    for i in range(5):
+        await core.upload(f"f{i}", b"x")
+    before = core.calls("b2_list_file_names")
+    for i in range(5):
+        await core.fs.lookup(ROOT_INODE, f"f{i}".encode())
+    for name in (b"missing", b"other"):
+        with pytest.raises(FsError) as raised:
+            await core.fs.lookup(ROOT_INODE, name)
+        assert raised.value.errno == errno.ENOENT
+    assert core.calls("b2_list_file_names") - before == 1
+
+
+async def test_listing_expires_after_dir_timeout(core: Core) -> None:
+    with pytest.raises(FsError):
+        await core.fs.lookup(ROOT_INODE, b"later")
+    await core.upload("later", b"1")  # behind the mount's back
+    with pytest.raises(FsError):
+        await core.fs.lookup(ROOT_INODE, b"later")  # still the cached listing
+    core.fs.root.listed_at -= core.fs.options.dir_timeout
+    assert (await core.fs.lookup(ROOT_INODE, b"later")).size == 1
+
+
+async def test_readdir_offsets_stay_valid_while_the_directory_changes(core: Core) -> None:
+    for i in range(10):
+        await core.upload(f"n{i}", b"x")
+    fh = await core.fs.opendir(ROOT_INODE)
+    first = await core.fs.readdir(fh, 0)
+    names = [name for name, _, _ in first[:4]]
+    await core.fs.unlink(ROOT_INODE, b"n5")
+    await core.write_file("/n0a", b"new")
+    rest = await core.fs.readdir(fh, first[3][2])
+    names += [name for name, _, _ in rest]
+    assert names == [f"n{i}".encode() for i in range(10)]  # none skipped or repeated
+    await core.fs.releasedir(fh)
+
+
+async def test_a_stale_listing_does_not_bring_back_a_removed_name(core: Core) -> None:
+    await core.upload("victim", b"1")
+    await core.fs.lookup(ROOT_INODE, b"victim")
+    core.fs.root.listed_at -= core.fs.options.dir_timeout
+
+    async def unlink_during_listing() -> None:
+        await core.fs.unlink(ROOT_INODE, b"victim")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(core.fs.lister.refresh, core.fs.root)
+        nursery.start_soon(unlink_during_listing)
+    with pytest.raises(FsError):
+        await core.fs.lookup(ROOT_INODE, b"victim")
+
+
+async def test_written_file_is_visible_before_its_upload(core: Core) -> None:
+    core.fs.writeback.settings = core.fs.writeback.settings.__class__(
+        **{**core.fs.writeback.settings.__dict__, "delay": 3600.0}
+    )
+    await core.write_file("/local", b"not on B2 yet")
+    assert core.calls("b2_upload_file") == 0
+    core.fs.root.listed_at -= core.fs.options.dir_timeout  # a fresh listing keeps it
+    assert (await core.fs.lookup(ROOT_INODE, b"local")).size == 13
+    assert await core.read_file("/local") == b"not on B2 yet"
+    await core.fs.drain()  # unmount does not wait for the delay
+    assert core.calls("b2_upload_file") == 1
+
+
+async def test_sequential_reads_grow_the_prefetch_window_and_a_seek_resets_it(core: Core) -> None:
+    block = core.fs.cache.block_size
+    await core.upload("big", bytes(40 * block))
+    fh, _ = await core.fs.open(await core.ino("big"), 0)
+    handle = core.fs.handles.files[fh]
+    windows = []
+    for index in range(6):
+        await core.fs.read(fh, index * block, block)
+        windows.append(handle.readahead.window_blocks)
+    assert windows == [1, 2, 4, 8, 16, 32]
+    await core.fs.read(fh, 30 * block + 17, 100)  # a seek
+    assert handle.readahead.window_blocks == 0
+    await core.fs.release(fh)
+
+
+async def test_random_reads_fetch_only_the_blocks_they_touch(core: Core) -> None:
+    block = core.fs.cache.block_size
+    await core.upload("big", bytes(64 * block))
+    fh, _ = await core.fs.open(await core.ino("big"), 0)
+    stats = core.fs.fetcher.stats
+    before = stats.bytes_downloaded
+    offsets = [37, 11, 50, 3, 22, 60, 45]
+    for index in offsets:
+        await core.fs.read(fh, index * block + 100, 4096)
+    assert stats.bytes_downloaded - before == len(offsets) * block
+    assert stats.prefetch_requests == 0
+    await core.fs.release(fh)
+
+
+async def test_concurrent_readers_of_a_block_share_one_download(core: Core) -> None:
+    block = core.fs.cache.block_size
+    await core.upload("shared", bytes(range(256)) * (block // 256))
+    fh, _ = await core.fs.open(await core.ino("shared"), 0)
+    before = core.calls("b2_download_file_by_id")
+    results: list[bytes] = []
+
+    async def reader(offset: int) -> None:
+        results.append(await core.fs.read(fh, offset, 10))
+
+    async with trio.open_nursery() as nursery:
+        for offset in range(0, 2000, 100):
+            nursery.start_soon(reader, offset)
+    assert core.calls("b2_download_file_by_id") - before == 1
+    assert len(results) == 20
+    await core.fs.release(fh)
