@@ -376,3 +376,33 @@ def parse_option_strings(strings: Iterable[str]) -> MountOptions:
     for text in strings:
         values.update(parse_items(split_option_string(text)))
     return build(values)
+
+
+def _show_default(spec: OptionSpec) -> str:
+    value = spec.default
+    if value is None:
+        return "yours" if spec.name in ("uid", "gid") else "-"
+    if spec.kind == "size":
+        for unit, size in (("G", _GiB), ("M", _MiB), ("K", _KiB)):
+            if value >= size and value % size == 0:
+                return f"{value // size}{unit}"
+    if spec.name.endswith(("mode", "umask")):
+        return f"{value:03o}"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if spec.kind == "duration":
+        return f"{value:g}s"
+    return str(value) if value != "" else '""'
+
+
+def markdown_table() -> str:
+    """The option table of docs/CONFIGURATION.md (a test keeps the two identical)."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for spec in _SPECS:
+        meaning = spec.help + (f" One of: {', '.join(spec.choices)}." if spec.choices else "")
+        rows.append(f"| `{spec.name}` | `{_show_default(spec)}` | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
