@@ -8,8 +8,9 @@ size is part of the path, so a mount with another block size never misreads old 
 others are removed at start). A block is written to a temporary name and renamed into place, so a
 crash never leaves a torn block visible. Every block but a file's last is exactly block_size.
 
-Bounded by ``capacity`` bytes with least-recently-used eviction; the order is kept in memory
-and rebuilt from file modification times at start. All file I/O runs in worker threads; the
+Bounded by ``capacity`` bytes with least-recently-used eviction, at every moment: a block
+being written counts before it is written, an evicted one until its file is removed. The order
+is kept in memory and rebuilt from file modification times at start. All file I/O runs in worker threads; the
 in-memory index is only touched from the trio thread.
 """
 
@@ -67,7 +68,7 @@ class BlockCache:
             self._used += length
             self._named.add(key[0])
         log.debug("block cache: %d blocks, %d bytes reused", len(self._lru), self._used)
-        await self._evict(0)
+        await self._evict()
 
     def _scan(self) -> list[tuple[BlockKey, int]]:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -139,18 +140,26 @@ class BlockCache:
         key = (file_id, index)
         if key in self._lru or len(data) > self.capacity:
             return
-        await self._evict(len(data))
-        self._tmp_counter += 1
-        tmp_name = f"tmp.{os.getpid()}.{self._tmp_counter}"
-        path = self._path(key)
-        new_name = file_id not in self._named
-        self._named.add(file_id)
-        await trio.to_thread.run_sync(
-            self._write, path, tmp_name, file_id if new_name else None, data
-        )
-        if key not in self._lru:
+        # Counted before anything is awaited, so that concurrent stores make room for each
+        # other too (see _evict).
+        self._used += len(data)
+        try:
+            await self._evict()
+            self._tmp_counter += 1
+            tmp_name = f"tmp.{os.getpid()}.{self._tmp_counter}"
+            path = self._path(key)
+            new_name = file_id not in self._named
+            self._named.add(file_id)
+            await trio.to_thread.run_sync(
+                self._write, path, tmp_name, file_id if new_name else None, data
+            )
+        except BaseException:
+            self._used -= len(data)
+            raise
+        if key in self._lru:
+            self._used -= len(data)  # stored meanwhile by another task: one copy on disk
+        else:
             self._lru[key] = len(data)
-            self._used += len(data)
             self.stats.stored_bytes += len(data)
 
     def _write(self, path: Path, tmp_name: str, new_file_id: str | None, data: bytes) -> None:
@@ -168,15 +177,24 @@ class BlockCache:
         with (self.directory / "index").open("a") as f:
             f.write(f"{digest} {file_id}\n")
 
-    async def _evict(self, incoming: int) -> None:
+    async def _evict(self) -> None:
+        """Remove least recently used blocks until ``_used`` fits the capacity.
+
+        ``_used`` counts every block on disk or being written, and a victim's bytes only once
+        its file is gone: the directory never holds more than ``capacity``. (Concurrent
+        evictions may then remove a little more than strictly needed.)"""
         victims: list[Path] = []
-        while self._lru and self._used + incoming > self.capacity:
+        freed = 0
+        while self._lru and self._used - freed > self.capacity:
             key, length = self._lru.popitem(last=False)
-            self._used -= length
+            freed += length
             self.stats.evicted_bytes += length
             victims.append(self._path(key))
         if victims:
-            await trio.to_thread.run_sync(_unlink_all, victims)
+            try:
+                await trio.to_thread.run_sync(_unlink_all, victims)
+            finally:
+                self._used -= freed
 
     def _forget(self, key: BlockKey) -> None:
         length = self._lru.pop(key, None)
