@@ -280,8 +280,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except TimeoutError:
             status = 408
+            self.close_connection = True  # the rest of the body may still arrive: do not wait
+            self.body_remaining, self._chunked = 0, False
             self._fail(B2Error(408, "request_timeout", "service timed out reading your request"))
-            self.close_connection = True
         except (_Abort, ConnectionError):
             raise
         except Exception:
