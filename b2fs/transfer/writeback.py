@@ -687,14 +687,17 @@ class WriteBack:
 
     # -- releasing ------------------------------------------------------------------------
 
+    def _releasable(self, entry: Entry) -> bool:
+        return (
+            entry.holders == 0
+            and not entry.dirty
+            and entry.attempt is None
+            and self.entries.get(entry.row.id) is entry
+        )
+
     async def _maybe_release(self, entry: Entry) -> None:
-        if entry.holders > 0 or entry.dirty or entry.attempt is not None:
+        if not self._releasable(entry):
             return
-        if self.entries.get(entry.row.id) is not entry:
-            return
-        del self.entries[entry.row.id]
-        if self.by_name.get(entry.key) is entry:
-            del self.by_name[entry.key]
         uploaded = entry.uploaded
         if (
             not entry.discarded
@@ -704,10 +707,17 @@ class WriteBack:
             and entry.file.size <= min(ADOPT_LIMIT, self.fetcher.cache.capacity // 8)
         ):
             await self._adopt_into_cache(entry, uploaded.file_id)
-        await entry.file.close()
-        await trio.to_thread.run_sync(lambda: Path(entry.row.staging).unlink(missing_ok=True))
+            if not self._releasable(entry):
+                return  # opened or changed again while its bytes were copied
+        # No await until the listener has detached the entry: once its staging file starts
+        # closing, no open() can hold it and no read can reach it any more.
+        del self.entries[entry.row.id]
+        if self.by_name.get(entry.key) is entry:
+            del self.by_name[entry.key]
         if self.listener is not None:
             self.listener.released(entry)
+        await entry.file.close()
+        await trio.to_thread.run_sync(lambda: Path(entry.row.staging).unlink(missing_ok=True))
         self._changed.set()
 
     async def _adopt_into_cache(self, entry: Entry, file_id: str) -> None:
