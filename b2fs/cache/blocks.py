@@ -10,7 +10,8 @@ crash never leaves a torn block visible. Every block but a file's last is exactl
 
 Bounded by ``capacity`` bytes with least-recently-used eviction, at every moment: a block
 being written counts before it is written, an evicted one until its file is removed. The order
-is kept in memory and rebuilt from file modification times at start. All file I/O runs in worker threads; the
+is kept in memory and rebuilt from file modification times at start. A block that cannot be
+written (a full cache disk) is simply not cached. All file I/O runs in worker threads; the
 in-memory index is only touched from the trio thread.
 """
 
@@ -55,6 +56,7 @@ class BlockCache:
         self._used = 0
         self._tmp_counter = 0
         self._named: set[str] = set()  # fileIds already in the digest index
+        self._store_failing = False  # the last store failed (warned once until one works)
 
     @property
     def used_bytes(self) -> int:
@@ -153,9 +155,20 @@ class BlockCache:
             await trio.to_thread.run_sync(
                 self._write, path, tmp_name, file_id if new_name else None, data
             )
+        except OSError as exc:
+            # A cache is optional: a full or failing cache disk only means this block is not
+            # kept (the caller has its bytes anyway).
+            self._used -= len(data)
+            if new_name:
+                self._named.discard(file_id)
+            if not self._store_failing:
+                log.warning("block cache: cannot store blocks (%s); reading without caching", exc)
+            self._store_failing = True
+            return
         except BaseException:
             self._used -= len(data)
             raise
+        self._store_failing = False
         if key in self._lru:
             self._used -= len(data)  # stored meanwhile by another task: one copy on disk
         else:
@@ -165,11 +178,15 @@ class BlockCache:
     def _write(self, path: Path, tmp_name: str, new_file_id: str | None, data: bytes) -> None:
         path.parent.mkdir(exist_ok=True)
         tmp = path.parent / tmp_name
-        with tmp.open("wb") as f:
-            f.write(data)
-        if new_file_id is not None:
-            self._remember_name(new_file_id)
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as f:
+                f.write(data)
+            if new_file_id is not None:
+                self._remember_name(new_file_id)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _remember_name(self, file_id: str) -> None:
         # Appending a short line is atomic enough: a torn last line is skipped when read.
