@@ -12,7 +12,8 @@ How operations map to B2 (docs/SEMANTICS.md has the user's view):
 - create/write/truncate: staged locally (``transfer.writeback``), uploaded in the background
   after the last writer closes; fsync waits for B2.
 - unlink: B2 hide (old versions stay) or delete of every version, by ``-o unlink``; an open
-  file stays readable and writable through its handles until closed.
+  file stays readable and writable through its handles until closed, and staged content not
+  yet on B2 is kept until the kernel forgets the inode (an open may already be under way).
 - rename: server-side copy then removal of the source (a pending upload is just retargeted);
   directories are renamed entry by entry, not atomically.
 - chmod/chown/utime on a file already on B2: server-side copy with replaced file info.
@@ -199,6 +200,20 @@ class Filesystem:
         inode = self.inodes.get(ino)
         if inode is not None:
             self.inodes.forget(inode, count)
+            if inode.lookups == 0 and inode.kept is not None:
+                entry, inode.kept = inode.kept, None
+                self._spawn(self._let_go, entry)
+
+    async def _let_go(self, entry: Entry) -> None:
+        await self.writeback.unhold(entry, writer=False)
+
+    def _keep_for_kernel(self, inode: Inode) -> None:
+        """The file's name is going: keep its staged content while the kernel still knows the
+        inode, since an open() of the name may already be on its way."""
+        entry = inode.staged
+        if entry is not None and inode.lookups > 0 and inode.kept is None:
+            self.writeback.hold(entry, writer=False)
+            inode.kept = entry
 
     def remember(self, ino: int) -> None:
         """The kernel took a reference through readdir."""
@@ -711,6 +726,7 @@ class Filesystem:
         """Remove a file's name: drop its pending upload and hide or delete it on B2."""
         entry = inode.staged
         if entry is not None:
+            self._keep_for_kernel(inode)
             if inode.opens > 0 and self.options.unlink == "delete" and entry.row.base_file_id:
                 await entry.file.fill_all()  # its base version is about to be deleted
             await self.writeback.discard(entry)
@@ -823,6 +839,7 @@ class Filesystem:
             if target.is_dir:
                 raise FsError(errno.EISDIR)
             if target.staged is not None:
+                self._keep_for_kernel(target)
                 await self.writeback.discard(target.staged)
             target.unlinked = True
         old_bucket, old_key = source.bucket, source.key

@@ -54,6 +54,9 @@ class Inode:
     opens: int = 0
     unlinked: bool = False
     delete_up_to_ms: int | None = None  # unlink=delete deferred until the last close
+    # A removed file's staged content, held while the kernel may still open the inode (it
+    # resolved the name just before the removal): as on a local disk, that open sees it.
+    kept: Entry | None = None
     # Directories only.
     children: dict[str, Inode] = field(default_factory=dict)
     listed_at: float = -math.inf  # trio time of the last listing applied
