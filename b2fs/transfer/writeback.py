@@ -113,6 +113,7 @@ class Entry:
     progress: trio.Event = field(default_factory=trio.Event)
     hurry: trio.Event = field(default_factory=trio.Event)  # ends the write-back delay at once
     owner: object = None  # the filesystem's inode, opaque here
+    needs_row: bool = False  # dirty, but journalling it failed: the next flush tries again
 
     @property
     def key(self) -> tuple[str, str]:
@@ -284,8 +285,14 @@ class WriteBack:
         previous = self.by_name.get(entry.key)
         if previous is not None:
             await self.discard(previous)
+        try:
+            await self.journal.insert(row)
+        except BaseException:  # a full cache disk, say: nothing of this entry stays behind
+            with trio.CancelScope(shield=True):
+                await entry.file.close()
+                await trio.to_thread.run_sync(lambda: staging.unlink(missing_ok=True))
+            raise
         entry.dirty = True
-        await self.journal.insert(row)
         self._add(entry)
         self._changed.set()
         return entry
@@ -300,12 +307,24 @@ class WriteBack:
         if not entry.dirty and not entry.discarded:
             entry.dirty = True
             entry.row.state = "open"
-            old_id = entry.row.id
-            entry.row.id = 0
+            await self._new_row(entry)
+
+    async def _new_row(self, entry: Entry) -> None:
+        """Journal a dirty entry under a new row. If the journal cannot be written (a full
+        cache disk), the entry keeps its old id and ``needs_row``: the next flush tries again,
+        so close() reports the failure instead of returning with the changes unjournalled."""
+        old_id = entry.row.id
+        entry.row.id = 0
+        try:
             await self.journal.insert(entry.row)
-            self.entries.pop(old_id, None)
-            self.entries[entry.row.id] = entry
-            self._changed.set()
+        except BaseException:
+            entry.row.id = old_id
+            entry.needs_row = True
+            raise
+        entry.needs_row = False
+        self.entries.pop(old_id, None)
+        self.entries[entry.row.id] = entry
+        self._changed.set()
 
     async def write(self, entry: Entry, offset: int, data: bytes) -> int:
         await self._modify(entry)
@@ -419,7 +438,10 @@ class WriteBack:
     async def _persist(self, entry: Entry) -> None:
         if entry.dirty:
             entry.row.filled = entry.file.snapshot_filled()
-            await self.journal.update(entry.row)
+            if entry.needs_row:
+                await self._new_row(entry)
+            else:
+                await self.journal.update(entry.row)
 
     async def sync(self, entry: Entry) -> None:
         """Return once B2 holds the entry's current content (fsync); raise if the upload

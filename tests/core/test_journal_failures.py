@@ -1,0 +1,87 @@
+"""Tier 3: the write-back journal failing to write (a full cache disk), seen from the core.
+
+A change that could not be journalled fails with ENOSPC and is journalled by the next flush,
+so close() never returns for data a restart would not upload; a failed create leaves nothing
+behind; a journal that cannot record a finished upload neither loses it nor stops the mount.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import trio
+
+from b2fs.fs.inodes import ROOT_INODE
+from b2fs.transfer.journal import JournalRow
+from core.conftest import Core
+
+
+def _disk_full(*_: object) -> None:
+    raise OSError(errno.ENOSPC, "the cache disk is full (test)")
+
+
+async def _raise_disk_full(*args: object) -> None:
+    _disk_full(*args)
+
+
+async def test_a_change_that_could_not_be_journalled_is_journalled_by_the_next_flush(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, journal = core.fs, core.fs.writeback.journal
+    fh, _ = await fs.create(ROOT_INODE, b"f", 0o644, os.O_RDWR, 0, 0)
+    await fs.write(fh, 0, b"v1")
+    await fs.fsync(fh)  # on B2 and clean, still open
+    assert await journal.rows() == []
+
+    with monkeypatch.context() as patched:
+        patched.setattr(journal, "insert", _raise_disk_full)
+        with pytest.raises(OSError) as raised:
+            await fs.write(fh, 2, b"v2")
+        assert raised.value.errno == errno.ENOSPC
+    await fs.write(fh, 2, b"v2")  # there is room again
+    await fs.flush(fh)
+    assert [(r.name, r.state, r.size) for r in await journal.rows()] == [("f", "pending", 4)]
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/f") == b"v1v2"
+    assert await journal.rows() == []
+
+
+async def test_a_create_that_could_not_be_journalled_leaves_nothing_behind(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writeback = core.fs.writeback
+    monkeypatch.setattr(writeback.journal, "insert", _raise_disk_full)
+    with pytest.raises(OSError) as raised:
+        await core.fs.create(ROOT_INODE, b"g", 0o644, os.O_WRONLY, 0, 0)
+    assert raised.value.errno == errno.ENOSPC
+    assert list(writeback.staging_dir.iterdir()) == []
+    assert writeback.entries == {}
+
+
+async def test_a_finished_upload_the_journal_cannot_record_is_recorded_later(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = core.fs.writeback.journal
+    real_delete = journal.delete
+    failures = 0
+
+    async def delete_once_full(row_id: int) -> None:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            _disk_full(row_id)
+        await real_delete(row_id)
+
+    monkeypatch.setattr(journal, "delete", delete_once_full)
+    await core.write_file("/h", b"data")
+    await core.fs.drain()  # the upload is done, though its row could not be deleted at once
+    assert failures == 1
+    rows: list[JournalRow] = await journal.rows()
+    with trio.fail_after(10):
+        while rows:
+            await trio.sleep(0.05)
+            rows = await journal.rows()
+    assert await core.read_file("/h") == b"data"
