@@ -180,9 +180,19 @@ class Filesystem:
         directory.dir_mtime_ns = time.time_ns()
 
     def _new_key(self, directory: Inode, name: str, *, is_dir: bool = False) -> str:
-        self._in_bucket(directory)
+        bucket = self._in_bucket(directory)
         key = directory.key + name + ("/" if is_dir else "")
         names.check_b2_name(key + (names.MARKER if is_dir else ""))
+        scope = self.store.scope
+        if (
+            scope.name_prefix
+            and scope.bucket_id in (None, bucket.id)
+            and not key.startswith(scope.name_prefix)
+        ):
+            # Refused now, not by an upload that would fail (and be retried) forever.
+            raise FsError(
+                errno.EACCES, f"the key may only write names starting {scope.name_prefix!r}"
+            )
         return key
 
     # -- lookup and attributes -----------------------------------------------------------
