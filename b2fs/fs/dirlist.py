@@ -11,7 +11,9 @@ Merge rules:
 - A listing that was in flight while the directory changed locally (its ``generation`` moved)
   is not applied: it is asked again, so a name just removed here is not brought back.
 - A staged child keeps its local state; other file children take the listed version unless
-  they already know a newer one (an upload of ours that the listing predates).
+  they already know a newer one (an upload of ours that the listing predates). A file open only
+  for reading that another client replaced keeps its inode and version for its handles, and
+  the name gets a new inode (so the kernel's pages of the two versions never mix).
 - A child missing from the listing disappears unless it is staged, a directory with local
   content, or a directory made here whose marker is still queued.
 - A name that is both a file and a folder shows the folder (the file stays on B2; docs say so).
@@ -159,13 +161,29 @@ class DirectoryLister:
                 self.detach(directory, name)
                 continue
             if child.staged is None and seen.remote is not None:
-                child.remote = newer(child.remote, seen.remote)
+                latest = newer(child.remote, seen.remote)
+                if self._replaced_while_read(child, latest):
+                    self.detach(directory, name)  # a new inode is made for the name below
+                    continue
+                child.remote = latest
         for name, seen in listed.items():
             if name in directory.children:
                 continue
             child = self.inodes.new(seen.kind, name, directory, remote=seen.remote)
             directory.children[name] = child
             self.attach_entry(child)
+
+    @staticmethod
+    def _replaced_while_read(child: Inode, latest: RemoteFile) -> bool:
+        """Another client replaced a file that is open here only for reading. Its handles
+        keep reading the version they opened, and so must the kernel's page cache, which is
+        per inode: the old inode stays with them, and the name gets a new one."""
+        return (
+            child.opens > 0
+            and child.write_opens == 0
+            and child.remote is not None
+            and latest.file_id != child.remote.file_id
+        )
 
     def _keep_unlisted(self, child: Inode) -> bool:
         if child.staged is not None and not child.staged.discarded:

@@ -52,6 +52,7 @@ class HandleTable:
         self.files[handle.fh] = handle
         self.by_inode.setdefault(handle.inode.ino, set()).add(handle)
         handle.inode.opens += 1
+        handle.inode.write_opens += handle.writable
 
     def remove_file(self, fh: int) -> FileHandle | None:
         handle = self.files.pop(fh, None)
@@ -62,6 +63,7 @@ class HandleTable:
                 if not handles:
                     del self.by_inode[handle.inode.ino]
             handle.inode.opens -= 1
+            handle.inode.write_opens -= handle.writable
         return handle
 
     def of_inode(self, inode: Inode) -> set[FileHandle]:

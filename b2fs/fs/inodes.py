@@ -52,6 +52,7 @@ class Inode:
     staged: Entry | None = None
     lookups: int = 0
     opens: int = 0
+    write_opens: int = 0  # of the open handles, those that may write
     unlinked: bool = False
     delete_up_to_ms: int | None = None  # unlink=delete deferred until the last close
     # A removed file's staged content, held while the kernel may still open the inode (it
