@@ -12,12 +12,14 @@ answered with a negative entry (inode 0) cached as long, so repeated lookups of 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import pyfuse3
+import trio
 
 from b2fs.fs.attrs import Attributes
 from b2fs.fs.errors import FsError, to_fs_error
@@ -33,11 +35,33 @@ def _fail(operation: str, exc: BaseException) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(error.errno)
 
 
+class KernelCache:
+    """The core's ``KernelNotifier``: makes the kernel drop cached names and attributes.
+
+    The notification is sent from a worker thread and awaited, so that when the request that
+    caused it returns, the kernel has already forgotten. The kernel takes the directory's lock
+    to drop a name: never call ``forget_name`` for a directory the current request changes
+    (the kernel holds that lock already, and would wait for us forever)."""
+
+    async def forget_name(self, parent_ino: int, name: str) -> None:
+        with contextlib.suppress(OSError):  # not cached: nothing to drop
+            await trio.to_thread.run_sync(
+                pyfuse3.invalidate_entry,
+                pyfuse3.InodeT(parent_ino),
+                pyfuse3.FileNameT(name.encode("utf-8", "surrogateescape")),
+            )
+
+    async def forget_attributes(self, ino: int) -> None:
+        with contextlib.suppress(OSError):  # unknown to the kernel: nothing to drop
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, pyfuse3.InodeT(ino), True)
+
+
 class Operations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem, *, attr_timeout: float) -> None:
         super().__init__()
         self.fs = fs
         self.attr_timeout = attr_timeout
+        fs.kernel = KernelCache()
 
     def _entry(self, attrs: Attributes) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()

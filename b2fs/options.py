@@ -12,6 +12,7 @@ durations take ``ms``, ``s``, ``m``, ``h`` (a bare number is seconds), modes are
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +59,23 @@ def parse_octal(text: str) -> int:
     if not 0 <= value <= 0o7777:
         raise ValueError(f"{text!r} is out of range for a mode")
     return value
+
+
+def parse_timestamp(text: str) -> int:
+    """A moment as epoch milliseconds: ISO 8601 (UTC unless an offset is given) or a number
+    of milliseconds since the epoch."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a moment (examples: 2026-11-26T12:00:00Z, 1795704740300)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def parse_int(text: str) -> int:
@@ -252,6 +270,15 @@ _SPECS = [
         ".versions",
         "Name of the read-only versions directory at the mount root ('none' turns it off).",
     ),
+    OptionSpec(
+        "version_at",
+        parse_timestamp,
+        None,
+        "Mount read-only as the bucket was at this moment (ISO 8601, UTC unless an offset "
+        "is given, or epoch milliseconds): each name shows its newest version uploaded at or "
+        "before it; names hidden then are absent.",
+        kind="int",
+    ),
     OptionSpec("fsname", str, "", "Name shown in the mount table (default: b2fs:BUCKET)."),
 ]
 
@@ -309,6 +336,7 @@ class MountOptions:
     download_concurrency: int = 16
     readahead: int = 64 * _MiB
     versions_dir: str = ".versions"
+    version_at: int | None = None
     fsname: str = ""
 
     @property
@@ -381,7 +409,7 @@ def parse_option_strings(strings: Iterable[str]) -> MountOptions:
 def _show_default(spec: OptionSpec) -> str:
     value = spec.default
     if value is None:
-        return "yours" if spec.name in ("uid", "gid") else "-"
+        return "yours" if spec.name in ("uid", "gid") else "none"
     if spec.kind == "size":
         for unit, size in (("G", _GiB), ("M", _MiB), ("K", _KiB)):
             if value >= size and value % size == 0:

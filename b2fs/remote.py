@@ -43,6 +43,7 @@ def to_part(part: Part) -> UploadedPart:
 class B2ObjectStore:
     def __init__(self, client: B2Client) -> None:
         self.client = client
+        self.mutations = 0
 
     @property
     def scope(self) -> KeyScope:
@@ -66,9 +67,11 @@ class B2ObjectStore:
         return to_bucket(found[0]) if found else None
 
     async def create_bucket(self, name: str) -> BucketRef:
+        self.mutations += 1
         return to_bucket(await self.client.create_bucket(name, "allPrivate"))
 
     async def delete_bucket(self, bucket: BucketRef) -> None:
+        self.mutations += 1
         await self.client.delete_bucket(bucket.id)
 
     async def list_names(
@@ -104,6 +107,7 @@ class B2ObjectStore:
         content_type: str,
         info: Mapping[str, str],
     ) -> RemoteFile:
+        self.mutations += 1
         version = await self.client.upload_file(
             bucket_id,
             name,
@@ -131,6 +135,7 @@ class B2ObjectStore:
         return to_part(part)
 
     async def finish_large_file(self, large_file_id: str, sha1s: list[str]) -> RemoteFile:
+        self.mutations += 1
         return to_remote(await self.client.finish_large_file(large_file_id, sha1s))
 
     async def cancel_large_file(self, large_file_id: str) -> None:
@@ -154,6 +159,7 @@ class B2ObjectStore:
         content_type: str | None = None,
         info: Mapping[str, str] | None = None,
     ) -> RemoteFile:
+        self.mutations += 1
         version = await self.client.copy_file(
             source_file_id,
             name,
@@ -173,7 +179,9 @@ class B2ObjectStore:
         return to_part(part)
 
     async def hide_file(self, bucket_id: str, name: str) -> RemoteFile:
+        self.mutations += 1
         return to_remote(await self.client.hide_file(bucket_id, name))
 
     async def delete_version(self, name: str, file_id: str) -> None:
+        self.mutations += 1
         await self.client.delete_file_version(file_id, name)

@@ -72,6 +72,8 @@ class AttributeMaker:
     def of(self, inode: Inode) -> Attributes:
         if inode.is_dir:
             return self._dir(inode)
+        if inode.virtual and inode.remote is not None:
+            return self._version(inode, inode.remote)
         entry = inode.staged
         if entry is not None:
             row = entry.row
@@ -94,6 +96,21 @@ class AttributeMaker:
             self.options.gid if gid is None else gid,
             remote.size if remote is not None else 0,
             remote_mtime_ns(remote) if remote is not None else self.mount_time_ns,
+        )
+
+    def _version(self, inode: Inode, version: RemoteFile) -> Attributes:
+        """An entry of the versions view: read-only, dated by its upload."""
+        stored = info_int(version.info, INFO_MODE)
+        permissions = stat.S_IMODE(stored) if stored is not None else self.options.file_permissions
+        uid = info_int(version.info, INFO_UID)
+        gid = info_int(version.info, INFO_GID)
+        return self._make(
+            inode,
+            stat.S_IFREG | (permissions & 0o555),
+            self.options.uid if uid is None else uid,
+            self.options.gid if gid is None else gid,
+            version.size,
+            version.upload_ms * 1_000_000,
         )
 
     def _dir(self, inode: Inode) -> Attributes:

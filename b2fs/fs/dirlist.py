@@ -26,7 +26,7 @@ prefix B2 insists on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import trio
@@ -69,11 +69,13 @@ class DirectoryLister:
         inodes: InodeTable,
         writeback: WriteBack,
         dir_timeout: float,
+        at_ms: int | None = None,
     ) -> None:
         self.store = store
         self.inodes = inodes
         self.writeback = writeback
         self.dir_timeout = dir_timeout
+        self.at_ms = at_ms  # show the tree as it was at this moment (a read-only mount)
         self.list_calls = 0  # listings made (for tests and status)
 
     def is_fresh(self, directory: Inode) -> bool:
@@ -107,7 +109,7 @@ class DirectoryLister:
             listed[synthetic] = Listed(Kind.DIR)
         if prefix is not None:
             self.list_calls += 1
-            async for remote in self.store.list_names(directory.bucket.id, prefix, "/"):
+            async for remote in self._names(directory.bucket.id, prefix):
                 rest = remote.name[len(key) :]
                 if remote.is_folder:
                     component = rest[:-1]
@@ -130,6 +132,27 @@ class DirectoryLister:
         # A folder listed after a same-named file replaces it (rows come in name order, and
         # "name/" sorts after "name"): the folder wins either way.
         return listed, marker
+
+    async def _names(self, bucket_id: str, prefix: str) -> AsyncIterator[RemoteFile]:
+        """The visible names under prefix (folder rows included): now, or at ``at_ms``."""
+        if self.at_ms is None:
+            async for remote in self.store.list_names(bucket_id, prefix, "/"):
+                yield remote
+            return
+        # Versions come by name, newest first: the first one not newer than the moment
+        # decides the name (a hide marker means it was hidden then).
+        decided = ""
+        async for version in self.store.list_versions(bucket_id, prefix, "/"):
+            if version.is_folder:
+                yield version
+            elif (
+                version.name != decided
+                and version.action in ("upload", "hide")
+                and version.upload_ms <= self.at_ms
+            ):
+                decided = version.name
+                if version.action == "upload":
+                    yield version
 
     def _local_children(self, directory: Inode) -> Iterable[tuple[str, Kind]]:
         """Children that exist because of staged entries (not on B2 yet)."""

@@ -34,6 +34,7 @@ import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Protocol
 
 import trio
 
@@ -45,6 +46,7 @@ from b2fs.fs.dirlist import DirectoryLister, newer
 from b2fs.fs.errors import FsError
 from b2fs.fs.handles import DirHandle, FileHandle, HandleTable
 from b2fs.fs.inodes import ROOT_INODE, Inode, InodeTable, Kind
+from b2fs.fs.versions import VersionsView
 from b2fs.objectstore import INFO_GID, INFO_MODE, INFO_UID, BucketRef, ObjectStore, RemoteFile
 from b2fs.options import MountOptions
 from b2fs.transfer.copy import server_copy
@@ -54,7 +56,24 @@ from b2fs.transfer.writeback import Entry, WriteBack
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = "user.b2."
-_XATTRS = ("file_id", "content_sha1", "upload_timestamp", "content_type")
+
+
+class KernelNotifier(Protocol):
+    """Tells the kernel to drop what it caches (fuse_ops implements it with pyfuse3)."""
+
+    async def forget_name(self, parent_ino: int, name: str) -> None: ...
+
+    async def forget_attributes(self, ino: int) -> None: ...
+
+
+class _NoKernel:
+    """Without FUSE (the tier-3 tests) there is no kernel cache to invalidate."""
+
+    async def forget_name(self, parent_ino: int, name: str) -> None:
+        return None
+
+    async def forget_attributes(self, ino: int) -> None:
+        return None
 
 
 class Filesystem:
@@ -75,10 +94,12 @@ class Filesystem:
         self.cache = cache
         self.fetcher = fetcher
         self.writeback = writeback
-        self.read_only = read_only or options.ro
+        self.read_only = read_only or options.ro or options.version_at is not None
         self.inodes = InodeTable()
         self.handles = HandleTable()
-        self.lister = DirectoryLister(store, self.inodes, writeback, options.dir_timeout)
+        self.lister = DirectoryLister(
+            store, self.inodes, writeback, options.dir_timeout, at_ms=options.version_at
+        )
         self.attrs = AttributeMaker(options, time.time_ns(), cache.block_size)
         self.root = Inode(
             ino=ROOT_INODE,
@@ -90,7 +111,13 @@ class Filesystem:
             is_top=True,
         )
         self.inodes.add_root(self.root)
+        self.versions: VersionsView | None = None
+        if options.versions_dir != "none":
+            self.versions = VersionsView(
+                store, self.inodes, self.root, options.versions_dir, options.dir_timeout
+            )
         self._nursery: trio.Nursery | None = None
+        self.kernel: KernelNotifier = _NoKernel()
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start background work in the mount's nursery; resume pending uploads."""
@@ -113,9 +140,15 @@ class Filesystem:
             raise FsError(errno.ENOTDIR)
         return inode
 
-    def _writable(self) -> None:
-        if self.read_only:
+    def _writable(self, *inodes: Inode) -> None:
+        if self.read_only or any(inode.virtual for inode in inodes):
             raise FsError(errno.EROFS)
+
+    def _changing_dir(self, ino: int) -> Inode:
+        """A directory whose entries are about to change: it must be writable."""
+        directory = self._dir(ino)
+        self._writable(directory)
+        return directory
 
     @property
     def all_buckets(self) -> bool:
@@ -130,7 +163,10 @@ class Filesystem:
         return self.attrs.of(inode)
 
     async def _ensure_listed(self, directory: Inode) -> None:
-        if directory is self.root and self.all_buckets:
+        if directory.virtual:
+            assert self.versions is not None
+            await self.versions.ensure_listed(directory)
+        elif directory is self.root and self.all_buckets:
             await self._list_buckets()
         else:
             await self.lister.ensure_listed(directory)
@@ -156,6 +192,8 @@ class Filesystem:
         return child
 
     async def _child(self, directory: Inode, name: str) -> Inode | None:
+        if directory is self.root and self.versions and name == self.versions.root.name:
+            return self.versions.root  # reachable by name, never listed
         await self._ensure_listed(directory)
         return directory.children.get(name)
 
@@ -241,6 +279,7 @@ class Filesystem:
         parent = inode.parent
         if (
             inode.is_dir
+            or inode.virtual
             or inode.staged is not None
             or inode.unlinked
             or parent is None
@@ -263,7 +302,7 @@ class Filesystem:
         changes_metadata = mode is not None or uid is not None or gid is not None
         if size is None and not changes_metadata and mtime_ns is None:
             return self.attributes(inode)  # atime/ctime only: nothing kept
-        self._writable()
+        self._writable(inode)
         if inode.is_dir:
             # Directories are prefixes: their attributes live in memory only.
             if size is not None:
@@ -393,8 +432,7 @@ class Filesystem:
     # -- directories ----------------------------------------------------------------------
 
     async def mkdir(self, parent_ino: int, raw_name: bytes, mode: int) -> Attributes:
-        self._writable()
-        directory = self._dir(parent_ino)
+        directory = self._changing_dir(parent_ino)
         name = names.decode_component(raw_name)
         if directory is self.root and self.all_buckets:
             return await self._make_bucket(name)
@@ -471,8 +509,7 @@ class Filesystem:
         await self._stage_marker(directory, directory.key)
 
     async def rmdir(self, parent_ino: int, raw_name: bytes) -> None:
-        self._writable()
-        directory = self._dir(parent_ino)
+        directory = self._changing_dir(parent_ino)
         name = names.decode_component(raw_name)
         if directory is self.root and self.all_buckets:
             await self._remove_bucket(name)
@@ -550,7 +587,7 @@ class Filesystem:
         access = flags & os.O_ACCMODE
         writable = access in (os.O_WRONLY, os.O_RDWR)
         if writable:
-            self._writable()
+            self._writable(inode)
         await self._revalidate(inode)
         handle = self._new_handle(inode, readable=access != os.O_WRONLY, writable=writable)
         if writable and flags & os.O_TRUNC:
@@ -579,8 +616,7 @@ class Filesystem:
     async def create(
         self, parent_ino: int, raw_name: bytes, mode: int, flags: int, uid: int, gid: int
     ) -> tuple[int, Attributes]:
-        self._writable()
-        directory = self._dir(parent_ino)
+        directory = self._changing_dir(parent_ino)
         name = names.decode_component(raw_name)
         async with self._locked(directory):
             existing = await self._child(directory, name)
@@ -683,8 +719,7 @@ class Filesystem:
         return await self.fetcher.read(remote.file_id, remote.size, 0, remote.size)
 
     async def symlink(self, parent_ino: int, raw_name: bytes, target: bytes) -> Attributes:
-        self._writable()
-        directory = self._dir(parent_ino)
+        directory = self._changing_dir(parent_ino)
         name = names.decode_component(raw_name)
         async with self._locked(directory):
             if await self._child(directory, name) is not None:
@@ -718,9 +753,12 @@ class Filesystem:
     # -- removing -------------------------------------------------------------------------
 
     async def unlink(self, parent_ino: int, raw_name: bytes) -> None:
-        self._writable()
         directory = self._dir(parent_ino)
         name = names.decode_component(raw_name)
+        if directory.virtual and not self.read_only:
+            await self._unhide(directory, name)
+            return
+        self._writable(directory)
         async with self._locked(directory):
             child = await self._child(directory, name)
             if child is None:
@@ -731,6 +769,37 @@ class Filesystem:
             self.lister.detach(directory, name)
             self._changed(directory)
             await self._content_removed(directory)
+
+    async def _unhide(self, directory: Inode, name: str) -> None:
+        """Remove a hide marker from the versions view: the file it hid is visible again."""
+        assert self.versions is not None and directory.bucket is not None
+        entry = await self.versions.unhide(directory, name)
+        assert entry.remote is not None
+        folder, _, base = entry.remote.name.rpartition("/")
+        live = self._live_dir(directory.bucket, folder)
+        if live is not None:
+            live.listed_at = float("-inf")  # list it again: the name is back
+            await self.kernel.forget_name(live.ino, base)  # the kernel may cache its absence
+
+    def _live_dir(self, bucket: BucketRef, folder: str) -> Inode | None:
+        """The directory inode of a B2 folder ("a/b"), if the tree has it in memory."""
+        directory = self.root
+        if self.all_buckets:
+            found = self.root.children.get(bucket.name)
+            if found is None:
+                return None
+            directory = found
+        if directory.bucket is None or directory.bucket.id != bucket.id:
+            return None
+        rest = folder + "/" if folder else ""
+        if not rest.startswith(directory.key):
+            return None
+        for part in filter(None, rest[len(directory.key) :].split("/")):
+            child = directory.children.get(part)
+            if child is None or not child.is_dir:
+                return None
+            directory = child
+        return directory
 
     async def _remove_file(self, inode: Inode) -> None:
         """Remove a file's name: drop its pending upload and hide or delete it on B2."""
@@ -803,9 +872,8 @@ class Filesystem:
     async def rename(
         self, old_parent_ino: int, old_raw: bytes, new_parent_ino: int, new_raw: bytes, flags: int
     ) -> None:
-        self._writable()
-        old_dir = self._dir(old_parent_ino)
-        new_dir = self._dir(new_parent_ino)
+        old_dir = self._changing_dir(old_parent_ino)
+        new_dir = self._changing_dir(new_parent_ino)
         old_name = names.decode_component(old_raw)
         new_name = names.decode_component(new_raw)
         exchange = getattr(os, "RENAME_EXCHANGE", 2)
@@ -934,6 +1002,7 @@ class Filesystem:
         if inode.is_dir or remote is None or remote.file_id is None:
             return {}
         values = {
+            "action": remote.action if inode.virtual else "",
             "file_id": remote.file_id,
             "content_sha1": remote.sha1 or "",
             "upload_timestamp": str(remote.upload_ms),

@@ -54,6 +54,7 @@ class Inode:
     opens: int = 0
     write_opens: int = 0  # of the open handles, those that may write
     unlinked: bool = False
+    virtual: str | None = None  # set in the versions view (see fs/versions.py)
     delete_up_to_ms: int | None = None  # unlink=delete deferred until the last close
     # A removed file's staged content, held while the kernel may still open the inode (it
     # resolved the name just before the removal): as on a local disk, that open sees it.

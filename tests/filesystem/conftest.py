@@ -81,6 +81,11 @@ class B2View:
 
         return self._call(fetch)  # type: ignore[no-any-return]
 
+    def delete_version(self, version: FileVersion) -> None:
+        assert version.file_id is not None
+        file_id = version.file_id
+        self._call(lambda c: c.delete_file_version(file_id, version.file_name))
+
     def hide(self, name: str, bucket: str = BUCKET) -> None:
         bucket_id = self.bucket_id(bucket)
         self._call(lambda c: c.hide_file(bucket_id, name))
