@@ -154,6 +154,7 @@ def test_full_cache_disk_fails_new_writes_with_enospc_and_loses_nothing_closed(
             mount.unmount()
             assert set(b2.names()) == {*closed, "after.txt"}
             _assert_on_b2(b2, closed)
+            assert b2.unfinished() == []  # the removed file's large upload was cancelled
         finally:
             if mount is not None:
                 mount.cleanup()
