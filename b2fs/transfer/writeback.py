@@ -113,6 +113,7 @@ class Entry:
     progress: trio.Event = field(default_factory=trio.Event)
     hurry: trio.Event = field(default_factory=trio.Event)  # ends the write-back delay at once
     owner: object = None  # the filesystem's inode, opaque here
+    adopting: bool = False  # its bytes are being copied into the block cache (release)
     needs_row: bool = False  # dirty, but journalling it failed: the next flush tries again
 
     @property
@@ -718,8 +719,8 @@ class WriteBack:
         )
 
     async def _maybe_release(self, entry: Entry) -> None:
-        if not self._releasable(entry):
-            return
+        if not self._releasable(entry) or entry.adopting:
+            return  # (an adopting entry is released, or not, when its copy ends)
         uploaded = entry.uploaded
         if (
             not entry.discarded
@@ -728,7 +729,11 @@ class WriteBack:
             and entry.synced_version == entry.version
             and entry.file.size <= min(ADOPT_LIMIT, self.fetcher.cache.capacity // 8)
         ):
-            await self._adopt_into_cache(entry, uploaded.file_id)
+            entry.adopting = True
+            try:
+                await self._adopt_into_cache(entry, uploaded.file_id)
+            finally:
+                entry.adopting = False
             if not self._releasable(entry):
                 return  # opened or changed again while its bytes were copied
         # No await until the listener has detached the entry: once its staging file starts
@@ -743,11 +748,16 @@ class WriteBack:
         self._changed.set()
 
     async def _adopt_into_cache(self, entry: Entry, file_id: str) -> None:
-        """Copy the uploaded bytes into the block cache: reading them back costs no download."""
+        """Copy the uploaded bytes into the block cache: reading them back costs no download.
+        Stops at the first change (``_modify`` bumps the version before any byte changes), so
+        the cache never holds bytes that are not ``file_id``'s."""
         block_size = self.fetcher.cache.block_size
+        version = entry.version
         for index in range(-(-entry.file.size // block_size)):
             start = index * block_size
             data = await entry.file.read(start, min(block_size, entry.file.size - start))
+            if entry.version != version:
+                return
             await self.fetcher.cache.store(file_id, index, data)
 
     # -- waiting for everything -----------------------------------------------------------
