@@ -7,7 +7,9 @@ streamed: uploads write their blob first and only then take the lock to insert t
 
 With a data directory the database is ``meta.sqlite`` in WAL mode (``synchronous=NORMAL``:
 a commit survives the process being killed; power loss is out of scope) and blobs live beside
-it. Without one, the database is in memory and the blobs in a private temp directory that
+it. An exclusive ``flock`` on ``DIR/lock`` keeps a second emulator off the same directory
+(the kernel drops it when the process dies, so a killed emulator never leaves it stale).
+Without one, the database is in memory and the blobs in a private temp directory that
 :meth:`Store.close` removes.
 
 Ordering: names compare as TEXT with SQLite's BINARY collation, i.e. by UTF-8 bytes. Versions
@@ -18,6 +20,8 @@ being a counter that only grows, which makes the order total and deterministic.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -157,8 +161,15 @@ def prefix_successor(prefix: str) -> str | None:
 class Store:
     def __init__(self, data_dir: str | None) -> None:
         self.persistent = data_dir is not None
+        self._lock_fd: int | None = None
         if data_dir is not None:
             os.makedirs(data_dir, exist_ok=True)
+            self._lock_fd = os.open(os.path.join(data_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._lock_fd)
+                raise OSError(errno.EBUSY, f"{data_dir} is in use by another emulator") from None
             self._blob_root = data_dir
             db_path = os.path.join(data_dir, "meta.sqlite")
         else:
@@ -187,6 +198,9 @@ class Store:
             self._db.close()
         if not self.persistent:
             shutil.rmtree(self._blob_root, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     def recover(self) -> int:
         """Remove content no row references (left by a crash); returns how many files."""

@@ -71,6 +71,14 @@ def test_in_process_persistence(
     assert rules["eventNotificationRules"][0]["name"] == "saved-rule"
 
 
+def test_one_emulator_per_data_dir(
+    tmp_path: Path, emulator_factory: Callable[..., Emulator]
+) -> None:
+    emulator_factory(data_dir=str(tmp_path))
+    with pytest.raises(OSError, match="in use by another emulator"):
+        Emulator(data_dir=str(tmp_path)).start()
+
+
 def test_without_data_nothing_persists(
     emulator_factory: Callable[..., Emulator], client_factory: Callable[..., B2]
 ) -> None:
