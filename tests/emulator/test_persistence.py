@@ -118,16 +118,20 @@ def test_kill_9_during_uploads(tmp_path: Path, procs: Callable[..., EmulatorProc
                 release.wait(30)
                 yield b"x" * 100_000
 
-            u = c.ok("b2_get_upload_url", bucketId=bucket)
+            if name == "part":
+                u = c.ok("b2_get_upload_part_url", fileId=unfinished)
+                headers = {"X-Bz-Part-Number": "2"}
+            else:
+                u = c.ok("b2_get_upload_url", bucketId=bucket)
+                headers = {"X-Bz-File-Name": name, "Content-Type": "text/plain"}
             try:
                 with httpx.Client() as h:
                     h.post(
                         u["uploadUrl"],
                         content=body(),
                         headers={
+                            **headers,
                             "Authorization": u["authorizationToken"],
-                            "X-Bz-File-Name": name,
-                            "Content-Type": "text/plain",
                             "Content-Length": "200000",
                             "X-Bz-Content-Sha1": sha1(b"x" * 200_000),
                         },
@@ -137,21 +141,22 @@ def test_kill_9_during_uploads(tmp_path: Path, procs: Callable[..., EmulatorProc
                 errors.append(e)
 
         threads = [
-            threading.Thread(target=stalled_upload, args=(f"in-flight-{i}",)) for i in range(3)
+            threading.Thread(target=stalled_upload, args=(name,))
+            for name in ("in-flight-0", "in-flight-1", "in-flight-2", "part")
         ]
         for t in threads:
             t.start()
 
         def uploads_received() -> bool:
             calls = httpx.get(f"{p.url}/_emulator/stats").json()["calls"]
-            return bool(calls.get("b2_upload_file", 0) == 3)
+            return calls.get("b2_upload_file", 0) == 3 and calls.get("b2_upload_part", 0) == 1
 
         wait_for(uploads_received, what="three uploads in flight")
         p.kill()
         release.set()
         for t in threads:
             t.join(30)
-        assert len(errors) == 3  # every in-flight upload failed on the client side
+        assert len(errors) == 4  # every in-flight upload failed on the client side
     finally:
         c.close()
 
