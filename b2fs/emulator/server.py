@@ -326,15 +326,19 @@ class Handler(BaseHTTPRequestHandler):
     # -- request body ------------------------------------------------------------------------
 
     def read_body(self, limit: int) -> bytes:
+        """Exactly ``min(limit, body_remaining)`` bytes of the body (ClientGone on EOF)."""
         n = min(limit, self.body_remaining)
-        if n <= 0:
-            return b""
-        data: bytes = self.rfile.read(n)
-        self.body_remaining -= len(data)
-        if len(data) < n:
-            self.body_remaining = 0
-            raise ClientGone()
-        return data
+        chunks: list[bytes] = []
+        got = 0
+        while got < n:
+            data: bytes = self.rfile.read(n - got)  # a shaped reader returns 64 KiB at most
+            if not data:
+                self.body_remaining = 0
+                raise ClientGone()
+            chunks.append(data)
+            got += len(data)
+            self.body_remaining -= len(data)
+        return b"".join(chunks)
 
     def readinto_body(self, buf: memoryview) -> int:
         n = min(len(buf), self.body_remaining)

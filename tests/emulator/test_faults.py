@@ -159,6 +159,39 @@ def test_shaped_emulator_serves_correctly(
     c.upload(bucket, "at-end", data + sha1(data).encode(), sha1="hex_digits_at_end")
 
 
+def test_shaped_connection_with_big_bodies(
+    emulator_factory: Callable[..., Emulator], client_factory: Callable[..., B2]
+) -> None:
+    emu = emulator_factory(bandwidth_mbps=400)
+    c = client_factory(emu)
+    r = c.http.post(
+        f"{c.url}/b2api/v3/b2_list_buckets",
+        headers={"Authorization": c.token},
+        json={"accountId": c.account_id, "padding": "x" * 200_000},
+    )
+    assert r.status_code == 200
+    bucket = c.create_bucket()
+    u = c.ok("b2_get_upload_url", bucketId=bucket)
+    with httpx.Client() as h:
+        r = h.post(
+            u["uploadUrl"],
+            content=b"z" * 300_000,
+            headers={
+                "Authorization": u["authorizationToken"],
+                "X-Bz-File-Name": "bad%01name",
+                "Content-Type": "text/plain",
+                "X-Bz-Content-Sha1": sha1(b"z" * 300_000),
+            },
+        )
+        assert r.status_code == 400 and "connection" not in r.headers  # body drained
+        r = h.post(
+            f"{c.url}/b2api/v3/b2_list_buckets",
+            headers={"Authorization": c.token},
+            json={"accountId": c.account_id},
+        )
+        assert r.status_code == 200
+
+
 def test_reset_on_json_call(b2: B2, emulator: Emulator) -> None:
     emulator.faults.script("b2_list_buckets", "reset")
     with pytest.raises(httpx.TransportError):
