@@ -374,10 +374,12 @@ class Handler(BaseHTTPRequestHandler):
             if len(out) + size > MAX_JSON_BODY:
                 self.close_connection = True
                 raise B2Error(400, "bad_request", "request body is too large")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size:
-                raise ClientGone()
-            out += chunk
+            while size > 0:
+                chunk = self.rfile.read(size)  # a shaped reader returns 64 KiB at most
+                if not chunk:
+                    raise ClientGone()
+                out += chunk
+                size -= len(chunk)
             self.rfile.readline(1024)
 
     def _discard_body(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -168,6 +169,14 @@ def test_shaped_connection_with_big_bodies(
         f"{c.url}/b2api/v3/b2_list_buckets",
         headers={"Authorization": c.token},
         json={"accountId": c.account_id, "padding": "x" * 200_000},
+    )
+    assert r.status_code == 200
+
+    def chunked():  # type: ignore[no-untyped-def]
+        yield json.dumps({"accountId": c.account_id, "padding": "y" * 150_000}).encode()
+
+    r = c.http.post(
+        f"{c.url}/b2api/v3/b2_list_buckets", headers={"Authorization": c.token}, content=chunked()
     )
     assert r.status_code == 200
     bucket = c.create_bucket()
