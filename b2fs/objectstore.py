@@ -118,15 +118,29 @@ class ObjectStore(Protocol):
         size: int,
         content_type: str,
         info: Mapping[str, str],
-    ) -> RemoteFile: ...
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> RemoteFile:
+        """Upload ``size`` bytes of ``path`` as a new version. ``progress``, if given, is told
+        the bytes sent so far by the current attempt (possibly from a worker thread)."""
+        ...
 
     async def start_large_file(
         self, bucket_id: str, name: str, content_type: str, info: Mapping[str, str]
     ) -> str: ...
 
     async def upload_part(
-        self, large_file_id: str, number: int, path: Path, offset: int, length: int
-    ) -> UploadedPart: ...
+        self,
+        large_file_id: str,
+        number: int,
+        path: Path,
+        offset: int,
+        length: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> UploadedPart:
+        """Upload one part; ``progress`` as for ``upload_file``."""
+        ...
 
     async def finish_large_file(self, large_file_id: str, sha1s: list[str]) -> RemoteFile: ...
 

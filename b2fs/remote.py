@@ -106,12 +106,14 @@ class B2ObjectStore:
         size: int,
         content_type: str,
         info: Mapping[str, str],
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> RemoteFile:
         self.mutations += 1
         version = await self.client.upload_file(
             bucket_id,
             name,
-            FileSource(path, 0, size),
+            FileSource(path, 0, size, progress=progress),
             content_type=content_type,
             file_info=info,
         )
@@ -127,10 +129,17 @@ class B2ObjectStore:
         return version.file_id
 
     async def upload_part(
-        self, large_file_id: str, number: int, path: Path, offset: int, length: int
+        self,
+        large_file_id: str,
+        number: int,
+        path: Path,
+        offset: int,
+        length: int,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> UploadedPart:
         part = await self.client.upload_part(
-            large_file_id, number, FileSource(path, offset, length)
+            large_file_id, number, FileSource(path, offset, length, progress=progress)
         )
         return to_part(part)
 

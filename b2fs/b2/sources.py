@@ -15,6 +15,11 @@ With ``append_sha1`` it appends the 40 hex digits of the SHA1 after the data, wh
 ``X-Bz-Content-Sha1: hex_digits_at_end`` means; its ``length`` then includes those 40 bytes.
 A file that turns out shorter than promised raises :class:`B2SourceError` (a file that grew is
 read only up to the promised size).
+
+A :class:`FileSource` may carry a ``progress`` callback: each attempt calls it with 0 when it
+opens the file and then with the bytes read so far, just before they go to the HTTP layer
+(so it runs ahead of the network by at most one chunk). It is called from a worker thread:
+it must only store the number (an assignment is atomic under the GIL).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import BinaryIO
 
 import trio
@@ -91,10 +97,19 @@ class _BytesReader(_Reader):
 
 class FileSource(UploadSource):
     """An upload of ``length`` bytes of the file at ``path`` starting at ``offset``
-    (``length=None``: to the end of the file, measured now)."""
+    (``length=None``: to the end of the file, measured now). ``progress``: see the module
+    docstring."""
 
-    def __init__(self, path: str | os.PathLike[str], offset: int = 0, length: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ):
         self.path = os.fspath(path)
+        self.progress = progress
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise B2InvalidInput(f"offset must be a non-negative integer, not {offset!r}")
         if length is None:
@@ -118,12 +133,18 @@ class FileSource(UploadSource):
         return f"FileSource({self.path!r}, offset={self.offset}, length={self.size})"
 
     async def _open(self) -> _Reader:
-        return await trio.to_thread.run_sync(_FileReader, self.path, self.offset, self.size)
+        return await trio.to_thread.run_sync(
+            _FileReader, self.path, self.offset, self.size, self.progress
+        )
 
 
 class _FileReader(_Reader):
-    def __init__(self, path: str, offset: int, length: int) -> None:
+    def __init__(
+        self, path: str, offset: int, length: int, progress: Callable[[int], None] | None = None
+    ) -> None:
         self._path = path
+        self._progress = progress
+        self._done = 0
         self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         try:
             self._file.seek(offset)
@@ -131,12 +152,17 @@ class _FileReader(_Reader):
             self._file.close()
             raise
         self._left = length
+        if progress is not None:
+            progress(0)
 
     def read_and_hash(self, n: int, hasher: hashlib._Hash | None) -> bytes:
         chunk = self._file.read(min(n, self._left))
         self._left -= len(chunk)
         if hasher is not None:
             hasher.update(chunk)
+        if self._progress is not None:
+            self._done += len(chunk)
+            self._progress(self._done)
         return chunk
 
     def close(self) -> None:

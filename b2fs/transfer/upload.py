@@ -39,6 +39,7 @@ class PartState:
     uploading: bool = False
     sha1: str = ""
     size: int = 0
+    sent: int = 0  # bytes of the upload in flight sent so far (progress, for status)
 
 
 @dataclass
@@ -99,6 +100,21 @@ class LargeUpload:
                 ready.append(number)
         return ready
 
+    def bytes_sent(self, size: int) -> int:
+        """Bytes of a file of ``size`` that are on B2 as current parts or on their way now
+        (progress for ``b2fs status``)."""
+        count = parts.part_count(self.part_size, size) if size else 0
+        done = 0
+        for number in range(1, count + 1):
+            state = self.parts.get(number)
+            if state is None:
+                continue
+            if state.uploading:
+                done += state.sent
+            elif state.uploaded_at == state.changes:
+                done += state.size
+        return min(done, size)
+
     def all_current(self, size: int) -> bool:
         count = parts.part_count(self.part_size, size)
         return all(
@@ -131,8 +147,13 @@ class LargeUpload:
                 start, end = parts.part_range(self.part_size, number, size())
                 changes = state.changes
                 await prepare(start, end)
+                state.sent = 0
+
+                def progress(sent: int) -> None:
+                    state.sent = sent
+
                 uploaded: UploadedPart = await self.store.upload_part(
-                    self.file_id, number, Path(self.path), start, end - start
+                    self.file_id, number, Path(self.path), start, end - start, progress=progress
                 )
             state.uploaded_at, state.sha1, state.size = changes, uploaded.sha1, uploaded.size
         except Exception as exc:

@@ -115,6 +115,7 @@ class Entry:
     owner: object = None  # the filesystem's inode, opaque here
     adopting: bool = False  # its bytes are being copied into the block cache (release)
     needs_row: bool = False  # dirty, but journalling it failed: the next flush tries again
+    sent: int = 0  # bytes a one-piece upload in flight has sent so far (progress, for status)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -543,16 +544,24 @@ class WriteBack:
         self._notify_progress(entry)
 
     async def _upload_simple(self, entry: Entry) -> RemoteFile:
-        async with self.slots:
-            await entry.file.fill_all()
-            return await self.store.upload_file(
-                entry.row.bucket_id,
-                entry.row.name,
-                entry.file.path,
-                entry.file.size,
-                entry.row.content_type,
-                entry.info(),
-            )
+        def progress(sent: int) -> None:
+            entry.sent = sent
+
+        entry.sent = 0
+        try:
+            async with self.slots:
+                await entry.file.fill_all()
+                return await self.store.upload_file(
+                    entry.row.bucket_id,
+                    entry.row.name,
+                    entry.file.path,
+                    entry.file.size,
+                    entry.row.content_type,
+                    entry.info(),
+                    progress=progress,
+                )
+        finally:
+            entry.sent = 0
 
     async def _upload_large(self, entry: Entry) -> RemoteFile | None:
         row = entry.row
@@ -781,12 +790,23 @@ class WriteBack:
             changed = self._changed = trio.Event()
             await changed.wait()
 
+    def sent_bytes(self, entry: Entry) -> int:
+        """How much of the entry's content its upload in flight has sent (0 when none is):
+        the progress ``b2fs status`` and ``b2fs unmount`` show."""
+        if entry.large is not None:
+            return entry.large.bytes_sent(entry.file.size)
+        if entry.uploading:
+            return min(entry.sent, entry.file.size)
+        return 0
+
     def stats(self) -> Mapping[str, int]:
         pending = self.pending
         return {
             "pending_files": len(pending),
             "pending_bytes": sum(e.file.size for e in pending),
+            "sent_bytes": sum(self.sent_bytes(e) for e in pending),
             "uploading": sum(1 for e in pending if e.uploading),
+            "failing": sum(1 for e in pending if e.failure is not None),
         }
 
 
