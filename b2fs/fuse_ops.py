@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyfuse3
@@ -62,6 +62,12 @@ class Operations(pyfuse3.Operations):
         self.fs = fs
         self.attr_timeout = attr_timeout
         fs.kernel = KernelCache()
+        # Called once the kernel's INIT has been answered (mount.py tunes the mount then).
+        self.after_init: Callable[[], None] | None = None
+
+    def init(self) -> None:
+        if self.after_init is not None:
+            self.after_init()
 
     def _entry(self, attrs: Attributes) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()

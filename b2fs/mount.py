@@ -130,6 +130,32 @@ def fuse_options(config: MountConfig, read_only: bool) -> set[str]:
     return options
 
 
+def tune_kernel_readahead(mountpoint: Path, size: int) -> None:
+    """Let the kernel read ahead ``size`` bytes on this mount.
+
+    The kernel's readahead bounds the size of FUSE read requests: at its default (128 KiB)
+    each request fetches 128 KiB and a warm sequential read measured 166 MB/s here; at 4 MiB
+    requests grow to 1 MiB, several in flight, and the same read measured 796 MB/s. The
+    setting lives in sysfs (the mount's backing device info), writable by root only; others
+    keep the default. The device comes from /proc/self/mountinfo: touching the mount point
+    itself before the FUSE loop runs would wait for ourselves.
+    """
+    if size <= 0:
+        return
+    device = None
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[4] == str(mountpoint):
+                device = fields[2]
+    if device is None:
+        return
+    try:
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{size // 1024}\n")
+    except OSError as exc:
+        log.debug("kernel readahead left at its default (%s)", exc.strerror)
+
+
 async def _resolve_root(store: B2ObjectStore, config: MountConfig) -> BucketRef | None:
     if not config.source:
         return None
@@ -219,6 +245,13 @@ async def _serve_with(
         control_path = control.socket_path(config.mountpoint)
         async with trio.open_nursery() as nursery:
             await fs.start(nursery)
+            # The kernel sets the mount's readahead from the INIT answer: tune it after that.
+            operations.after_init = lambda: nursery.start_soon(
+                trio.to_thread.run_sync,
+                tune_kernel_readahead,
+                config.mountpoint,
+                options.kernel_readahead,
+            )
             pyfuse3.init(operations, str(config.mountpoint), fuse_options(config, read_only))
             try:
                 shutdown = Shutdown(fs, config.mountpoint)

@@ -258,8 +258,18 @@ _SPECS = [
     OptionSpec(
         "readahead",
         parse_size,
-        64 * _MiB,
+        128 * _MiB,
         "Largest prefetch window of a sequential reader.",
+        kind="size",
+        minimum=0,
+        maximum=1 * _GiB,
+    ),
+    OptionSpec(
+        "kernel_readahead",
+        parse_size,
+        4 * _MiB,
+        "How far the kernel reads ahead of a sequential reader; it also sets how large FUSE "
+        "read requests get (up to 1 MiB). Needs root to change; 0 keeps the kernel's 128K.",
         kind="size",
         minimum=0,
         maximum=1 * _GiB,
@@ -334,7 +344,8 @@ class MountOptions:
     upload_concurrency: int = 16
     writeback_delay: float = 1.0
     download_concurrency: int = 16
-    readahead: int = 64 * _MiB
+    readahead: int = 128 * _MiB
+    kernel_readahead: int = 4 * _MiB
     versions_dir: str = ".versions"
     version_at: int | None = None
     fsname: str = ""

@@ -23,6 +23,11 @@ passed through the :class:`Redactor`, which knows the key, the account token and
 tokens in use, and also masks the request's own ``Authorization`` value. Log lines (DEBUG, one
 per request: endpoint, method, status, time, bytes) name the endpoint, never a URL, a header
 or a body.
+
+Speed: httpcore reads a response body from the socket 64 KiB at a time; each read costs a trip
+through trio, h11 and httpx in Python. Reading 256 KiB at a time measured 1.9x the download
+CPU efficiency here (341 -> 644 MB per CPU-second, 4 parallel streams from the emulator), so
+``READ_NUM_BYTES`` is raised once, at import.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpcore
 import httpx
 
 from b2fs.b2.errors import (
@@ -44,6 +50,8 @@ from b2fs.b2.errors import (
     error_from_response,
 )
 from b2fs.b2.stats import ClientStats
+
+httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 256 * 1024
 
 __all__ = ["DEFAULT_TIMEOUT", "Redactor", "Transport"]
 

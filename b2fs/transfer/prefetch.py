@@ -167,22 +167,24 @@ class BlockFetcher:
         start = first * self.block_size
         end = min((last + 1) * self.block_size, file_size)
         got: dict[int, bytes] = {}
-        buffer = bytearray()
-        next_index = [first]
+        pieces: list[bytes] = []  # of the block being received; joined once it is whole
+        held = [0, first]  # bytes in `pieces`, the block they belong to
 
         async def consume(chunk: bytes) -> None:
-            buffer.extend(chunk)
-            while (index := next_index[0]) <= last:
-                block_end = min((index + 1) * self.block_size, file_size)
-                need = block_end - index * self.block_size
-                if len(buffer) < need:
+            pieces.append(chunk)
+            held[0] += len(chunk)
+            while (index := held[1]) <= last:
+                need = min((index + 1) * self.block_size, file_size) - index * self.block_size
+                if held[0] < need:
                     return
-                data = bytes(buffer[:need])
-                del buffer[:need]
+                joined = b"".join(pieces)
+                data, rest = joined[:need], joined[need:]
+                pieces[:] = [rest] if rest else []
+                held[0] = len(rest)
                 await self.cache.store(file_id, index, data)
                 got[index] = data
                 self._release(file_id, index, events)
-                next_index[0] = index + 1
+                held[1] = index + 1
 
         try:
             await self.store.read_into(file_id, start, end, consume)
