@@ -1,10 +1,13 @@
 """Logging set-up for the command line and the mount daemon.
 
-One configuration for every entry point: levels from ``--debug``; under systemd (journald sets
-``JOURNAL_STREAM``) each line carries a ``<N>`` syslog priority prefix and no timestamp, since
-journald adds its own; on a terminal or in a log file, lines carry a timestamp. httpx's own
-per-request INFO lines are silenced (the client logs its requests at DEBUG, with timings and
-without any secret).
+One configuration for every entry point: levels from ``--debug``; when stderr is connected
+to journald (systemd sets ``JOURNAL_STREAM=DEVICE:INODE`` to the stream it gave us, and we
+check that stderr is still that stream, as sd_journal_stream_fd(3) advises) each line carries
+a ``<N>`` syslog priority prefix, which journald turns into the entry's priority, and no
+timestamp, since journald adds its own; on a terminal or in a log file (the background
+daemon's ``b2fs.log``), lines carry a timestamp and the level. httpx's own per-request INFO
+lines are silenced: the B2 client logs each request at DEBUG (``--debug``) with its endpoint,
+status and time in milliseconds, never a header, a URL query or a body, so no key or token.
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ class JournaldFormatter(logging.Formatter):
 
 
 def under_journald() -> bool:
-    return bool(os.environ.get("JOURNAL_STREAM"))
+    """Whether stderr is the stream journald gave this process."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    device, sep, inode = expected.partition(":")
+    if not sep:
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return f"{st.st_dev}:{st.st_ino}" == f"{device}:{inode}"
 
 
 def setup(*, debug: bool = False, log_file: Path | None = None) -> None:

@@ -10,7 +10,13 @@ reports readiness through ``on_ready``. It then serves until:
 - ``fusermount3 -u`` from outside: the session ends, the daemon exits, and what was still
   pending is resumed by the next mount with the same cache directory.
 
-It owns the trio nursery in which the uploaders, the prefetcher and the control socket run.
+It owns the trio nursery in which the uploaders, the prefetcher and the control socket run,
+and the service pieces (``b2fs.service``): the status snapshot they all read, systemd's
+notifications (readiness, STATUS=, watchdog) and the optional Prometheus endpoint.
+
+A mount point still holding the dead FUSE mount of a b2fs daemon that was killed (what
+systemd's ``Restart=`` meets after a crash or a watchdog kill) is cleared with
+``fusermount3 -uz`` before mounting again; any other mount there is "busy".
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +45,8 @@ from b2fs.fuse_ops import Operations
 from b2fs.objectstore import BucketRef
 from b2fs.options import MountOptions
 from b2fs.remote import B2ObjectStore
-from b2fs.service import control
+from b2fs.service import control, metrics, systemd
+from b2fs.service.status import MountInfo, StatusReporter
 from b2fs.transfer.journal import Journal
 from b2fs.transfer.prefetch import BlockFetcher
 from b2fs.transfer.writeback import WriteBack, WriteBackSettings
@@ -82,7 +90,42 @@ def default_cache_dir(source: str, endpoint: str) -> Path:
     return base / f"{label}-{digest}"
 
 
+def _mounted_type(mountpoint: Path) -> str | None:
+    """The filesystem type /proc/self/mountinfo lists at ``mountpoint`` (the last mount)."""
+    target = str(mountpoint).replace("\\", "\\134").replace(" ", "\\040")
+    target = target.replace("\t", "\\011").replace("\n", "\\012")
+    found = None
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[4] == target and "-" in fields:
+                found = fields[fields.index("-", 6) + 1]
+    return found
+
+
+def clear_dead_mount(mountpoint: Path) -> bool:
+    """Lazily unmount a b2fs mount whose daemon is gone (ENOTCONN); True if one was."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN or _mounted_type(mountpoint) != "fuse.b2fs":
+            return False
+    else:
+        return False
+    result = subprocess.run(
+        ["fusermount3", "-uz", str(mountpoint)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise MountError(
+            f"mount point {mountpoint} holds the dead mount of a stopped b2fs daemon and it "
+            f"could not be cleared: {result.stderr.strip()}"
+        )
+    log.warning("cleared the dead mount at %s left by a b2fs daemon that stopped", mountpoint)
+    return True
+
+
 def check_mountpoint(mountpoint: Path) -> None:
+    clear_dead_mount(mountpoint)
     if not mountpoint.is_dir():
         raise MountError(f"mount point {mountpoint} does not exist or is not a directory")
     if os.path.ismount(mountpoint):
@@ -240,6 +283,26 @@ async def _serve_with(
             read_only=read_only,
         )
         operations = Operations(fs, attr_timeout=options.attr_timeout)
+        reporter = StatusReporter(
+            fs,
+            client.stats,
+            MountInfo(
+                source=config.source,
+                mountpoint=str(config.mountpoint),
+                cache_dir=str(cache_dir),
+                endpoint=config.endpoint,
+                options=options,
+                read_only=fs.read_only,
+            ),
+        )
+        metrics_listeners = []
+        if options.metrics:
+            try:
+                metrics_listeners = await metrics.listen(options.metrics, reporter)
+            except OSError as exc:
+                raise MountError(
+                    f"metrics: cannot listen on {options.metrics}: {exc.strerror or exc}"
+                ) from None
         # Resolved before mounting: once mounted, touching the mount point from this process
         # before the FUSE loop runs would wait for ourselves.
         control_path = control.socket_path(config.mountpoint)
@@ -252,13 +315,16 @@ async def _serve_with(
                 config.mountpoint,
                 options.kernel_readahead,
             )
+            if metrics_listeners:
+                nursery.start_soon(metrics.serve, metrics_listeners, reporter)
             pyfuse3.init(operations, str(config.mountpoint), fuse_options(config, read_only))
             try:
-                shutdown = Shutdown(fs, config.mountpoint)
+                shutdown = Shutdown(fs, config.mountpoint, reporter)
                 nursery.start_soon(shutdown.watch_signals)
-                await nursery.start(control.serve, control_path, fs, shutdown)
+                await nursery.start(control.serve, control_path, reporter, shutdown)
                 log.info("mounted %s at %s", config.source or "all buckets", config.mountpoint)
                 on_ready()
+                nursery.start_soon(systemd.report, reporter)
                 await pyfuse3.main()
             finally:
                 pyfuse3.close(unmount=True)
@@ -280,9 +346,10 @@ async def _serve_with(
 class Shutdown:
     """Graceful unmount: drain the uploads, then end the FUSE session."""
 
-    def __init__(self, fs: Filesystem, mountpoint: Path) -> None:
+    def __init__(self, fs: Filesystem, mountpoint: Path, reporter: StatusReporter) -> None:
         self.fs = fs
         self.mountpoint = mountpoint
+        self.reporter = reporter
         self.requested = False
 
     async def drain_and_unmount(self) -> None:
@@ -290,6 +357,7 @@ class Shutdown:
             self.now()
             return
         self.requested = True
+        self.reporter.begin_stop()
         pending = len(self.fs.writeback.pending)
         if pending:
             log.info("unmount: waiting for %d pending upload(s)", pending)

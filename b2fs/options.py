@@ -78,6 +78,26 @@ def parse_timestamp(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def parse_address(text: str) -> str:
+    """Where to listen: ``HOST:PORT``, ``[IPv6]:PORT``, or a bare ``PORT`` (127.0.0.1);
+    ``off`` or nothing turns it off (the empty string)."""
+    text = text.strip()
+    if text.lower() in ("", "off", "none"):
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    if host.startswith("[") and host.endswith("]"):
+        inner = host[1:-1]
+        valid_host = ":" in inner
+    else:
+        inner = host
+        valid_host = bool(host) and ":" not in host
+    if not valid_host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not an address (examples: 9100, 127.0.0.1:9100, [::1]:9100)")
+    return f"[{inner}]:{int(port)}" if ":" in inner else f"{inner}:{int(port)}"
+
+
 def parse_int(text: str) -> int:
     try:
         return int(text)
@@ -290,6 +310,13 @@ _SPECS = [
         kind="int",
     ),
     OptionSpec("fsname", str, "", "Name shown in the mount table (default: b2fs:BUCKET)."),
+    OptionSpec(
+        "metrics",
+        parse_address,
+        "",
+        "Serve Prometheus metrics (the counters of b2fs status) over HTTP at HOST:PORT/metrics; "
+        "a bare PORT listens on 127.0.0.1. Off when empty.",
+    ),
 ]
 
 OPTIONS: dict[str, OptionSpec] = {spec.name: spec for spec in _SPECS}
@@ -349,6 +376,7 @@ class MountOptions:
     versions_dir: str = ".versions"
     version_at: int | None = None
     fsname: str = ""
+    metrics: str = ""
 
     @property
     def file_permissions(self) -> int:
@@ -394,18 +422,19 @@ def convert(spec: OptionSpec, raw: Any, source: str) -> Any:
         raise OptionError(f"{source}: option {spec.name}: {exc}") from None
 
 
-def build(values: Mapping[str, Any]) -> MountOptions:
-    """Make MountOptions from parsed values, checking the rules that tie options together."""
+def build(values: Mapping[str, Any], *, source: str = "-o") -> MountOptions:
+    """Make MountOptions from parsed values, checking the rules that tie options together
+    (``source`` names where the values came from, for the error)."""
     options = MountOptions(**{k: v for k, v in values.items() if v is not None})
     if options.part_size > options.large_file_threshold:
         raise OptionError(
-            f"-o: part_size ({options.part_size}) must not exceed large_file_threshold "
+            f"{source}: part_size ({options.part_size}) must not exceed large_file_threshold "
             f"({options.large_file_threshold})"
         )
     if options.versions_dir != "none" and (
         "/" in options.versions_dir or options.versions_dir in ("", ".", "..")
     ):
-        raise OptionError(f"-o: option versions_dir: {options.versions_dir!r} is not a name")
+        raise OptionError(f"{source}: option versions_dir: {options.versions_dir!r} is not a name")
     return options
 
 

@@ -1,14 +1,18 @@
 """``b2fs mount`` and ``b2fs unmount``.
 
-``b2fs mount`` checks what it can at once (options, credentials, mount point), then starts the
-daemon as a child process (``-f`` plus a readiness pipe), detached in its own session, and
-waits until the child reports the mount ready (exit 0) or says why it could not (one line,
-exit 1). With ``-f`` the daemon is this process. Credentials reach the child through the
-environment it inherits (never its command line), or by the key file path.
+``b2fs mount`` merges its settings (``b2fs.config``: command line > environment > the
+``--config`` TOML file), checks what it can at once (options, credentials, mount point), then
+starts the daemon as a child process (``-f`` plus a readiness pipe), detached in its own
+session, and waits until the child reports the mount ready (exit 0) or says why it could not
+(one line, exit 1). The child gets the resolved source, mount point, endpoint, cache directory
+and key file on its command line (never a key), the same ``--config`` and ``-o``, and the
+environment (credentials in ``B2_APPLICATION_KEY*`` stay there). With ``-f`` the daemon is
+this process: that is how systemd runs it (``Type=notify``: READY=1 once mounted).
 
 ``b2fs unmount`` asks the daemon over its control socket to finish the pending uploads and
-unmount, showing their progress on a terminal; Ctrl-C unmounts at once and leaves the rest
-queued for the next mount. Without a reachable daemon it falls back to ``fusermount3 -u``.
+unmount. On a terminal it draws a progress bar of those uploads; elsewhere it is silent unless
+something fails. Ctrl-C unmounts at once and says how many uploads stay queued for the next
+mount. Without a reachable daemon it falls back to ``fusermount3 -u``.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from b2fs.options import OptionError, parse_option_strings
+from b2fs.options import OptionError
 
 READY = b"READY\n"
+# What systemd gives the main process of a unit; a background daemon must not inherit it.
+SERVICE_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,15 +38,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "mount",
         help="mount B2 buckets at a directory",
         description="Mount every bucket the key can list (no BUCKET), one bucket, or one "
-        "folder of a bucket (BUCKET/PREFIX) at MOUNTPOINT.",
+        "folder of a bucket (BUCKET/PREFIX) at MOUNTPOINT. Settings come from the command "
+        "line, then B2FS_<OPTION> environment variables, then the --config file.",
     )
-    mount.add_argument("paths", nargs="+", metavar="[BUCKET[/PREFIX]] MOUNTPOINT")
+    mount.add_argument("paths", nargs="*", metavar="[BUCKET[/PREFIX]] MOUNTPOINT")
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]")
     mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    mount.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file of settings and mount options"
+    )
     mount.add_argument("--cache-dir", type=Path, help="cache and journal directory")
     mount.add_argument("--endpoint", help="B2 realm URL (default $B2FS_ENDPOINT or B2's)")
     mount.add_argument("--key-file", type=Path, help="file holding keyID:applicationKey")
-    mount.add_argument("--debug", action="store_true", help="log every request")
+    mount.add_argument(
+        "--debug", action="store_true", default=None, help="log every request with its timing"
+    )
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.set_defaults(func=run_mount)
 
@@ -58,36 +71,55 @@ def _fail(message: str, ready_fd: int | None = None) -> int:
 
 
 def run_mount(args: argparse.Namespace) -> int:
-    if len(args.paths) > 2:
-        return _fail("too many arguments: give [BUCKET[/PREFIX]] MOUNTPOINT")
-    source = args.paths[0] if len(args.paths) == 2 else ""
-    mountpoint = Path(args.paths[-1]).absolute()
+    from b2fs import config as settings
     from b2fs.b2.credentials import load_credentials, resolve_endpoint
     from b2fs.b2.errors import CredentialsError
 
+    if len(args.paths) > 2:
+        return _fail("too many arguments: give [BUCKET[/PREFIX]] MOUNTPOINT", args.ready_fd)
+    given: dict[str, Any] = {
+        "endpoint": args.endpoint,
+        "cache_dir": args.cache_dir,
+        "key_file": args.key_file,
+        "debug": args.debug,
+    }
+    if len(args.paths) == 2:
+        given["source"] = args.paths[0]
+    if args.paths:
+        given["mountpoint"] = Path(args.paths[-1])
     try:
-        options = parse_option_strings(args.options)
-        credentials = load_credentials(key_file=args.key_file)
-        endpoint = resolve_endpoint(args.endpoint)
+        resolved = settings.resolve(
+            config_file=args.config,
+            environ=os.environ,
+            cli_settings=given,
+            cli_options=args.options,
+        )
+        if resolved.mountpoint is None:
+            raise OptionError(
+                "no mount point: give MOUNTPOINT, or 'mountpoint' in the configuration file"
+            )
+        credentials = load_credentials(key_file=resolved.key_file)
+        endpoint = resolve_endpoint(resolved.endpoint)
     except (OptionError, CredentialsError) as exc:
         return _fail(str(exc), args.ready_fd)
     from b2fs.mount import MountConfig, MountError, check_mountpoint
 
+    mountpoint = resolved.mountpoint.absolute()
     try:
         check_mountpoint(mountpoint)
     except MountError as exc:
         return _fail(str(exc), args.ready_fd)
     config = MountConfig(
-        source=source.strip("/"),
+        source=resolved.source,
         mountpoint=mountpoint,
         credentials=credentials,
         endpoint=endpoint,
-        options=options,
-        cache_dir=args.cache_dir.absolute() if args.cache_dir else None,
+        options=resolved.options,
+        cache_dir=resolved.cache_dir.absolute() if resolved.cache_dir else None,
     )
     if args.foreground:
-        return _serve_foreground(config, args.debug, args.ready_fd)
-    return _spawn_daemon(args, config)
+        return _serve_foreground(config, resolved.debug, args.ready_fd)
+    return _spawn_daemon(args, config, resolved)
 
 
 def _serve_foreground(config: object, debug: bool, ready_fd: int | None) -> int:
@@ -122,10 +154,11 @@ def _serve_foreground(config: object, debug: bool, ready_fd: int | None) -> int:
     return 0
 
 
-def _spawn_daemon(args: argparse.Namespace, config: object) -> int:
+def _spawn_daemon(args: argparse.Namespace, config: object, resolved: object) -> int:
+    from b2fs.config import Resolved
     from b2fs.mount import MountConfig, default_cache_dir
 
-    assert isinstance(config, MountConfig)
+    assert isinstance(config, MountConfig) and isinstance(resolved, Resolved)
     cache_dir = config.cache_dir or default_cache_dir(config.source, config.endpoint)
     cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = cache_dir / "b2fs.log"
@@ -135,20 +168,25 @@ def _spawn_daemon(args: argparse.Namespace, config: object) -> int:
         "-m",
         "b2fs",
         "mount",
-        *args.paths,
+        config.source,
+        str(config.mountpoint),
         "-f",
         "--ready-fd",
         str(write_fd),
+        "--cache-dir",
+        str(cache_dir),
+        "--endpoint",
+        config.endpoint,
     ]
+    if args.config:
+        command += ["--config", str(args.config.absolute())]
     for option in args.options:
         command += ["-o", option]
-    command += ["--cache-dir", str(cache_dir)]
-    if args.endpoint:
-        command += ["--endpoint", args.endpoint]
-    if args.key_file:
-        command += ["--key-file", str(args.key_file.absolute())]
-    if args.debug:
+    if resolved.key_file:
+        command += ["--key-file", str(resolved.key_file.absolute())]
+    if resolved.debug:
         command.append("--debug")
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENVIRONMENT}
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             command,
@@ -158,6 +196,7 @@ def _spawn_daemon(args: argparse.Namespace, config: object) -> int:
             pass_fds=(write_fd,),
             start_new_session=True,
             cwd="/",
+            env=env,
         )
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as ready:
@@ -170,57 +209,120 @@ def _spawn_daemon(args: argparse.Namespace, config: object) -> int:
     return _fail(f"the mount daemon exited before it was ready; see {log_path}")
 
 
-def run_unmount(args: argparse.Namespace) -> int:
+def connect_control(mountpoint: Path) -> socket.socket:
+    """A connection to the control socket of the mount at ``mountpoint``. Raises
+    FileNotFoundError or ConnectionRefusedError when no b2fs daemon serves it, and
+    PermissionError when it belongs to another user."""
     from b2fs.service.control import socket_path
 
-    mountpoint = args.mountpoint.absolute()
-    path = socket_path(mountpoint)
-    if not path.exists():
-        return _fusermount(mountpoint)
+    path = socket_path(mountpoint.absolute())
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def not_yours(mountpoint: Path) -> str:
+    return (
+        f"permission denied: the b2fs mount at {mountpoint} belongs to another user (its "
+        "control socket answers only its owner and root)"
+    )
+
+
+def run_unmount(args: argparse.Namespace) -> int:
+    mountpoint = args.mountpoint.absolute()
+    try:
+        sock = connect_control(mountpoint)
+    except PermissionError:
+        return _fail(not_yours(mountpoint))
     except OSError:
         return _fusermount(mountpoint)
-    on_terminal = sys.stderr.isatty()
-    stream = sock.makefile("rwb")
-    stream.write(json.dumps({"command": "unmount"}).encode() + b"\n")
-    stream.flush()
-    last: dict[str, object] = {}
-    try:
-        for line in stream:
-            last = json.loads(line)
-            if last.get("done"):
-                break
-            if on_terminal:
-                _show_progress(last)
-    except KeyboardInterrupt:
-        now = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        now.connect(str(path))
-        now.sendall(json.dumps({"command": "unmount", "now": True}).encode() + b"\n")
-        now.recv(4096)
-        pending = last.get("pending_files", "some")
-        print(
-            f"\nb2fs: unmounted; {pending} upload(s) stay queued and resume at the next mount "
-            "with the same cache directory",
-            file=sys.stderr,
-        )
-        return 130
-    finally:
-        if on_terminal:
-            sys.stderr.write("\n")
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    last: dict[str, Any] = {}
+    with sock, sock.makefile("rwb") as stream:
+        stream.write(json.dumps({"command": "unmount"}).encode() + b"\n")
+        stream.flush()
+        try:
+            for line in stream:
+                last = json.loads(line)
+                if last.get("done") or "error" in last:
+                    break
+                if bar is not None:
+                    bar.show(last)
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.end()
+            return _unmount_now(mountpoint)
+        if bar is not None:
+            bar.end()
     if "error" in last:
         return _fail(str(last["error"]))
+    if not last.get("done"):
+        return _fail(f"the b2fs daemon of {mountpoint} stopped answering; see its log")
     _wait_unmounted(mountpoint)
     return 0
 
 
-def _show_progress(progress: dict[str, object]) -> None:
-    files = progress.get("pending_files", 0)
-    size = progress.get("pending_bytes", 0)
-    assert isinstance(size, int)
-    sys.stderr.write(f"\rb2fs: waiting for {files} upload(s), {size / 1e6:.1f} MB ...   ")
-    sys.stderr.flush()
+def _unmount_now(mountpoint: Path) -> int:
+    """Ctrl-C: unmount at once, leave what is pending queued, and say so."""
+    try:
+        with connect_control(mountpoint) as now, now.makefile("rwb") as stream:
+            stream.write(json.dumps({"command": "unmount", "now": True}).encode() + b"\n")
+            stream.flush()
+            answer = json.loads(stream.readline() or b"{}")
+    except (OSError, ValueError) as exc:
+        return _fail(f"interrupted; could not unmount {mountpoint} at once ({exc})")
+    _wait_unmounted(mountpoint)
+    pending = answer.get("pending_files", 0)
+    if pending:
+        print(
+            f"b2fs: interrupted: unmounted {mountpoint} with {pending} upload(s) not yet on "
+            "B2; they stay queued and resume at the next mount with the same cache directory",
+            file=sys.stderr,
+        )
+    else:
+        print(f"b2fs: interrupted; every upload was done: unmounted {mountpoint}", file=sys.stderr)
+    return 130
+
+
+class ProgressBar:
+    """One line redrawn in place on a terminal: the uploads ``b2fs unmount`` waits for."""
+
+    WIDTH = 30
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.drawn = False
+
+    def show(self, progress: dict[str, Any]) -> None:
+        from b2fs.service.status import human_size
+
+        total = int(progress.get("total_bytes", 0))
+        done = min(int(progress.get("done_bytes", 0)), total)
+        files = int(progress.get("pending_files", 0))
+        if not files and not self.drawn:
+            return  # nothing to wait for: stay quiet
+        fraction = done / total if total else 1.0
+        filled = int(fraction * self.WIDTH)
+        text = (
+            f"\rb2fs: uploading [{'#' * filled}{'-' * (self.WIDTH - filled)}] {fraction:4.0%} "
+            f"{human_size(done)} of {human_size(total)}, {files} file(s) left"
+        )
+        failing = int(progress.get("failing", 0))
+        if failing:
+            text += f", {failing} failing (retrying)"
+        self.out.write(text + "\x1b[K")
+        self.out.flush()
+        self.drawn = True
+
+    def end(self) -> None:
+        if self.drawn:
+            self.out.write("\n")
+            self.out.flush()
+            self.drawn = False
 
 
 def _wait_unmounted(mountpoint: Path) -> None:

@@ -4,11 +4,16 @@ A Unix socket per mount point, in a directory only the mount's owner can enter
 (``$XDG_RUNTIME_DIR/b2fs``, ``/run/b2fs`` for root, else ``/tmp/b2fs-<uid>``), named after a
 hash of the mount point's real path. The socket itself is mode 0600, and every connection's
 peer credentials (SO_PEERCRED) must be the daemon's own user or root: nobody else can ask.
+(Three locks on one door: the directory and the socket modes stop other users at connect(),
+and the peer check still refuses them if those modes were ever loosened.)
 
 Protocol: one JSON request line, answered by JSON lines.
-- ``{"command": "status"}`` -> one object (see ``status``).
-- ``{"command": "unmount"}`` -> progress objects (``{"pending_files", "pending_bytes"}``) while
-  uploads drain, then ``{"done": true}`` just before the FUSE session ends.
+- ``{"command": "status"}`` -> one object, the snapshot of ``service.status``.
+- ``{"command": "unmount"}`` -> progress objects while uploads drain, every 0.25 s:
+  ``{"pending_files", "pending_bytes", "total_bytes", "done_bytes", "failing"}`` where
+  ``total_bytes`` is what there was to upload since the request (files added meanwhile count
+  too) and ``done_bytes`` how much of it has reached B2 or is on its way; then
+  ``{"done": true, "pending_files": N}`` just before the FUSE session ends.
 - ``{"command": "unmount", "now": true}`` -> unmount at once; pending uploads stay journalled.
 """
 
@@ -26,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
-    from b2fs.fs.filesystem import Filesystem
     from b2fs.mount import Shutdown
+    from b2fs.service.status import StatusReporter
+    from b2fs.transfer.writeback import Entry
 
 log = logging.getLogger(__name__)
 
@@ -48,40 +54,6 @@ def socket_path(mountpoint: Path) -> Path:
     return runtime_dir() / (hashlib.sha1(real.encode()).hexdigest()[:16] + ".sock")
 
 
-def status(fs: Filesystem) -> dict[str, Any]:
-    """What ``b2fs status`` shows (no secrets: counts and names only)."""
-    writeback = fs.writeback
-    pending = [
-        {
-            "name": entry.row.name,
-            "bucket": entry.row.bucket_name,
-            "size": entry.file.size,
-            "uploading": entry.uploading,
-            "error": str(entry.failure) if entry.failure else None,
-        }
-        for entry in writeback.pending
-    ]
-    cache = fs.cache
-    lookups = cache.stats.hits + cache.stats.misses
-    return {
-        "pending": pending,
-        "pending_files": len(pending),
-        "pending_bytes": sum(p["size"] for p in pending),
-        "cache": {
-            "used_bytes": cache.used_bytes,
-            "capacity_bytes": cache.capacity,
-            "hits": cache.stats.hits,
-            "misses": cache.stats.misses,
-            "hit_ratio": cache.stats.hits / lookups if lookups else None,
-        },
-        "downloads": {
-            "requests": fs.fetcher.stats.requests,
-            "bytes": fs.fetcher.stats.bytes_downloaded,
-        },
-        "list_calls": fs.lister.list_calls,
-    }
-
-
 def _peer_uid(sock: trio.socket.SocketType) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
@@ -90,7 +62,7 @@ def _peer_uid(sock: trio.socket.SocketType) -> int:
 
 async def serve(
     path: Path,
-    fs: Filesystem,
+    reporter: StatusReporter,
     shutdown: Shutdown,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -110,13 +82,15 @@ async def serve(
         async with trio.open_nursery() as nursery:
             while True:
                 conn, _ = await listener.accept()
-                nursery.start_soon(_handle, conn, fs, shutdown)
+                nursery.start_soon(_handle, conn, reporter, shutdown)
     finally:
         listener.close()
         path.unlink(missing_ok=True)
 
 
-async def _handle(conn: trio.socket.SocketType, fs: Filesystem, shutdown: Shutdown) -> None:
+async def _handle(
+    conn: trio.socket.SocketType, reporter: StatusReporter, shutdown: Shutdown
+) -> None:
     stream = trio.SocketStream(conn)
     async with stream:
         uid = _peer_uid(conn)
@@ -132,31 +106,48 @@ async def _handle(conn: trio.socket.SocketType, fs: Filesystem, shutdown: Shutdo
             return
         command = message.get("command") if isinstance(message, dict) else None
         if command == "status":
-            await _send(stream, status(fs))
+            await _send(stream, reporter.snapshot())
         elif command == "unmount":
-            await _unmount(stream, fs, shutdown, now=bool(message.get("now")))
+            await _unmount(stream, reporter, shutdown, now=bool(message.get("now")))
         else:
             await _send(stream, {"error": f"unknown command {command!r}"})
 
 
 async def _unmount(
-    stream: trio.SocketStream, fs: Filesystem, shutdown: Shutdown, now: bool
+    stream: trio.SocketStream, reporter: StatusReporter, shutdown: Shutdown, now: bool
 ) -> None:
+    fs = reporter.fs
     if not now:
+        reporter.begin_stop()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_report_progress, stream, fs)
+            nursery.start_soon(_report_progress, stream, reporter)
             await fs.drain()
             nursery.cancel_scope.cancel()
     await _send(stream, {"done": True, "pending_files": len(fs.writeback.pending)})
     shutdown.now()
 
 
-async def _report_progress(stream: trio.SocketStream, fs: Filesystem) -> None:
+async def _report_progress(stream: trio.SocketStream, reporter: StatusReporter) -> None:
+    writeback = reporter.fs.writeback
+    # Every entry pending since the request, with its latest size (entries hash by identity).
+    sizes: dict[Entry, int] = {}
     while True:
-        stats = fs.writeback.stats()
+        pending = writeback.pending
+        for entry in pending:
+            sizes[entry] = entry.file.size
+        still = set(pending)
+        done = sum(
+            writeback.sent_bytes(entry) if entry in still else size for entry, size in sizes.items()
+        )
         await _send(
             stream,
-            {"pending_files": stats["pending_files"], "pending_bytes": stats["pending_bytes"]},
+            {
+                "pending_files": len(pending),
+                "pending_bytes": sum(entry.file.size for entry in pending),
+                "total_bytes": sum(sizes.values()),
+                "done_bytes": done,
+                "failing": sum(1 for entry in pending if entry.failure is not None),
+            },
         )
         await trio.sleep(0.25)
 
