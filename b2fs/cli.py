@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from b2fs import __version__
+from b2fs.commands import key as key_commands
 from b2fs.commands import mount as mount_commands
 from b2fs.commands import status as status_command
 from b2fs.emulator import cli as emulator_cli
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     mount_commands.register(subparsers)
     status_command.register(subparsers)
+    key_commands.register(subparsers)
     emulator_cli.register(subparsers)
     return parser
 
