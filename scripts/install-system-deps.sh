@@ -7,6 +7,10 @@ set -eu
 # The rest are the ordinary programs the tests and benchmarks run on a mount.
 PACKAGES="fuse3 libfuse3-dev pkg-config gcc python3-venv"
 PACKAGES="$PACKAGES git rsync sqlite3 tar rclone systemd e2fsprogs procps"
+# The service tests: systemd-analyze and systemd-fstab-generator (package systemd, above),
+# mount(8), setpriv and unshare (mount, util-linux), and strace to compare the daemon's
+# system calls with the unit's SystemCallFilter=.
+PACKAGES="$PACKAGES mount util-linux strace"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
