@@ -657,6 +657,8 @@ class WriteBack:
         entry.uploaded = result
         entry.failure = None
         entry.failures = 0
+        # B2 answers again: the uploads still waiting out a backoff from an outage go now.
+        self.retry_now()
         if self.listener is not None and not entry.discarded:
             self.listener.uploaded(entry, result)
         if version == entry.version and not entry.discarded:
@@ -703,18 +705,26 @@ class WriteBack:
         self._nursery.start_soon(self._retry_later, entry, delay)
 
     async def _retry_later(self, entry: Entry, delay: float) -> None:
+        failures = entry.failures
         await trio.sleep(delay)
-        if entry.dirty and not entry.discarded and (entry.writers == 0 or entry.sync_requested):
+        if (
+            entry.failures == failures  # not retried meanwhile (retry_now, a newer failure)
+            and entry.failure is not None
+            and entry.dirty
+            and not entry.discarded
+            and (entry.writers == 0 or entry.sync_requested)
+        ):
             self._schedule(entry)
 
     def _notify_progress(self, entry: Entry) -> None:
         entry.progress.set()
         entry.progress = trio.Event()
 
-    async def retry_now(self) -> None:
+    def retry_now(self) -> None:
         """Try every failed upload again at once (after an outage ends, for instance)."""
         for entry in list(self.entries.values()):
-            if entry.failure is not None and entry.writers == 0:
+            if entry.failure is not None and entry.writers == 0 and entry.attempt is None:
+                entry.failure = None  # its retry timer then finds nothing left to do
                 self._schedule(entry)
 
     # -- releasing ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from b2fs.b2.client import B2Client
+from b2fs.b2.retry import RetryPolicy
 from b2fs.cache.blocks import BlockCache
 from b2fs.emulator import Emulator
 from b2fs.fs.filesystem import Filesystem
@@ -94,7 +95,10 @@ async def make_core(
 @pytest.fixture
 async def core(emulator: Emulator, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Core]:
     async with await B2Client.connect(
-        emulator.master_key_id, emulator.master_key, endpoint=emulator.url
+        emulator.master_key_id,
+        emulator.master_key,
+        endpoint=emulator.url,
+        retry_policy=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05),
     ) as client:
         await client.create_bucket("core-bucket", "allPrivate")
         fs = await make_core(emulator, tmp_path, nursery, client)

@@ -137,3 +137,20 @@ async def test_concurrent_readers_of_a_block_share_one_download(core: Core) -> N
     assert core.calls("b2_download_file_by_id") - before == 1
     assert len(results) == 20
     await core.fs.release(fh)
+
+
+async def test_a_success_after_an_outage_retries_the_waiting_uploads_at_once(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Backoffs far longer than the test: only the retry a success triggers can land it.
+    monkeypatch.setattr("b2fs.transfer.writeback.RETRY_DELAYS", (3600.0,))
+    core.emulator.faults.script("b2_upload_file", "503", count=2)  # both client attempts
+    await core.write_file("/first", b"waited out the outage")
+    while core.fs.writeback.pending[0].failure is None:
+        await core.fs.writeback.pending[0].progress.wait()
+    await core.write_file("/second", b"B2 is back")
+    with trio.fail_after(30):
+        await core.fs.drain()
+    assert await core.client.download_bytes_by_name("core-bucket", "first") == (
+        b"waited out the outage"
+    )
