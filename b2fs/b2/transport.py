@@ -2,8 +2,13 @@
 
 Design
 ------
-:class:`Transport` owns one ``httpx.AsyncClient`` per account: HTTP/1.1 with keep-alive, a
-connection limit (64 by default, all kept alive), explicit timeouts, no redirects. It makes
+:class:`Transport` owns the ``httpx.AsyncClient`` sessions of one account: HTTP/1.1 with
+keep-alive, a connection limit (64 by default, all kept alive), explicit timeouts, no
+redirects. There are three sessions, one per kind of traffic (JSON API calls, uploads,
+downloads): httpcore's pool scans its connections in quadratic time on every request and
+response (1.0.9: an idle-connection count inside a loop over the connections), which cost
+milliseconds per request with 32 busy connections in one pool; three pools each hold only
+the connections of their own concurrency, and long transfers never queue API calls. It makes
 exactly one HTTP exchange per call: no retries and no re-authorization here (``retry.py`` and
 ``auth.py`` wrap it). Three shapes of exchange:
 
@@ -112,23 +117,31 @@ class Transport:
     ) -> None:
         self.stats = stats
         self.redact = redactor
-        self._client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=30.0,
-            ),
-            follow_redirects=False,
-            headers={"User-Agent": user_agent},
-            transport=transport,
-            trust_env=trust_env,
-        )
+
+        def session() -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                http1=True,
+                http2=False,
+                timeout=timeout,
+                limits=httpx.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=max_connections,
+                    keepalive_expiry=30.0,
+                ),
+                follow_redirects=False,
+                headers={"User-Agent": user_agent},
+                transport=transport,
+                trust_env=trust_env,
+            )
+
+        # One pool per kind of traffic (see the module docstring).
+        self._client = session()  # JSON API calls
+        self._uploads = session()
+        self._downloads = session()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in (self._client, self._uploads, self._downloads):
+            await client.aclose()
 
     @property
     def closed(self) -> bool:
@@ -181,9 +194,11 @@ class Transport:
     ) -> dict[str, Any]:
         """POST a streamed body of exactly ``length`` bytes (never chunked)."""
         all_headers = {**headers, "Content-Length": str(length), "Accept": "application/json"}
-        request = self._client.build_request("POST", url, headers=all_headers, content=body)
+        request = self._uploads.build_request("POST", url, headers=all_headers, content=body)
         request.headers.pop("Transfer-Encoding", None)
-        response, payload = await self._exchange(endpoint, request, (headers.get("Authorization"),))
+        response, payload = await self._exchange(
+            endpoint, request, (headers.get("Authorization"),), self._uploads
+        )
         return self._decode_json(endpoint, response, payload)
 
     @asynccontextmanager
@@ -197,12 +212,12 @@ class Transport:
         params: Mapping[str, str] | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """A streaming exchange (downloads): yields the 2xx response, body not yet read."""
-        request = self._client.build_request(method, url, headers=dict(headers), params=params)
+        request = self._downloads.build_request(method, url, headers=dict(headers), params=params)
         extra = (headers.get("Authorization"),)
         self.stats.record_request(endpoint)
         started = time.perf_counter()
         with self._map_errors(endpoint, extra):
-            response = await self._client.send(request, stream=True)
+            response = await self._downloads.send(request, stream=True)
         try:
             if not 200 <= response.status_code < 300:
                 with self._map_errors(endpoint, extra):
@@ -216,12 +231,16 @@ class Transport:
             await response.aclose()
 
     async def _exchange(
-        self, endpoint: str, request: httpx.Request, extra: Iterable[str | None]
+        self,
+        endpoint: str,
+        request: httpx.Request,
+        extra: Iterable[str | None],
+        client: httpx.AsyncClient | None = None,
     ) -> tuple[httpx.Response, bytes]:
         self.stats.record_request(endpoint)
         started = time.perf_counter()
         with self._map_errors(endpoint, extra):
-            response = await self._client.send(request, stream=True)
+            response = await (client or self._client).send(request, stream=True)
             try:
                 payload = await _read_limited(response)
             finally:
