@@ -18,9 +18,10 @@ flat keys: every mount option of ``options.py`` plus the settings of :data:`SETT
     ro = false
 
 TOML types are checked: a size or duration may be a string (parsed like ``-o``) or a number,
-a boolean must be ``true``/``false``, a string option must be a string; ``version_at`` may
-also be a TOML date-time. An unknown key, a wrong type or a bad value is a one-line
-:class:`~b2fs.options.OptionError` naming the file and the key.
+a mode an octal string or a number, a boolean must be ``true``/``false``, a count a number, a
+string option a string; ``version_at`` may be a string, a number or a TOML date-time. An
+unknown key, a wrong type or a bad value is a one-line :class:`~b2fs.options.OptionError`
+naming the file and the key.
 
 The environment: ``B2FS_<OPTION>`` (the option's name in upper case, e.g.
 ``B2FS_CACHE_SIZE=20G``) for every mount option, parsed like ``-o`` values, plus
@@ -44,9 +45,12 @@ from b2fs.options import (
     OPTIONS,
     MountOptions,
     OptionError,
+    OptionSpec,
     build,
     convert,
     parse_items,
+    parse_octal,
+    parse_timestamp,
     split_option_string,
 )
 
@@ -108,6 +112,19 @@ def _setting(name: str, raw: Any, where: str, base: Path | None) -> Any:
     return raw
 
 
+def _check_toml_type(spec: OptionSpec, raw: Any, where: str) -> None:
+    """Strings stand for values with a unit or a notation (sizes, durations, modes, moments);
+    a TOML file gives booleans and counts as booleans and numbers."""
+    if not isinstance(raw, str):
+        return
+    if spec.kind == "bool":
+        raise OptionError(
+            f"{where}: option {spec.name}: {raw!r} is a string, expected true or false"
+        )
+    if spec.kind == "int" and spec.parse not in (parse_octal, parse_timestamp):
+        raise OptionError(f"{where}: option {spec.name}: {raw!r} is a string, expected a number")
+
+
 def read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The settings and the mount options a TOML file holds, checked and typed."""
     where = str(path)
@@ -127,6 +144,7 @@ def read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         elif key in OPTIONS:
             if isinstance(raw, datetime.datetime | datetime.date):
                 raw = raw.isoformat()  # version_at = 2026-11-26T12:00:00Z
+            _check_toml_type(OPTIONS[key], raw, where)
             options[key] = convert(OPTIONS[key], raw, where)
         else:
             raise _unknown(key, where)

@@ -102,7 +102,10 @@ def run_mount(args: argparse.Namespace) -> int:
         endpoint = resolve_endpoint(resolved.endpoint)
     except (OptionError, CredentialsError) as exc:
         return _fail(str(exc), args.ready_fd)
+    from b2fs import logs
     from b2fs.mount import MountConfig, MountError, check_mountpoint
+
+    logs.setup(debug=resolved.debug)
 
     mountpoint = resolved.mountpoint.absolute()
     try:
@@ -118,20 +121,18 @@ def run_mount(args: argparse.Namespace) -> int:
         cache_dir=resolved.cache_dir.absolute() if resolved.cache_dir else None,
     )
     if args.foreground:
-        return _serve_foreground(config, resolved.debug, args.ready_fd)
+        return _serve_foreground(config, args.ready_fd)
     return _spawn_daemon(args, config, resolved)
 
 
-def _serve_foreground(config: object, debug: bool, ready_fd: int | None) -> int:
+def _serve_foreground(config: object, ready_fd: int | None) -> int:
     import trio
 
-    from b2fs import logs
     from b2fs.b2.errors import B2Error
     from b2fs.mount import MountConfig, describe_error, serve
     from b2fs.service import systemd
 
     assert isinstance(config, MountConfig)
-    logs.setup(debug=debug)
     ready = False
 
     def on_ready() -> None:
@@ -149,8 +150,9 @@ def _serve_foreground(config: object, debug: bool, ready_fd: int | None) -> int:
     except Exception as exc:
         if ready:
             raise
-        fd = ready_fd
-        return _fail(describe_error(exc) if not isinstance(exc, B2Error) else str(exc), fd)
+        message = str(exc) if isinstance(exc, B2Error) else describe_error(exc)
+        systemd.notify(f"STATUS=Failed to mount: {message}")
+        return _fail(message, ready_fd)
     return 0
 
 
