@@ -249,7 +249,7 @@ _SPECS = [
     OptionSpec(
         "upload_concurrency",
         parse_int,
-        16,
+        32,
         "Upload requests in flight at once (small files and parts together).",
         kind="int",
         minimum=1,
@@ -368,7 +368,7 @@ class MountOptions:
     retry_time: float = 60.0
     large_file_threshold: int = 16 * _MiB
     part_size: int = 8 * _MiB
-    upload_concurrency: int = 16
+    upload_concurrency: int = 32
     writeback_delay: float = 1.0
     download_concurrency: int = 16
     readahead: int = 128 * _MiB
