@@ -117,21 +117,83 @@ class DirectoryLister:
                         names.skip_warning(remote.name, "its path has an empty, '.' or '..' part")
                         continue
                     listed[component] = Listed(Kind.DIR)
-                elif rest == names.MARKER:
-                    marker = remote
-                elif not names.is_showable(rest):
-                    names.skip_warning(remote.name, "it ends in '/' or has a '.' or '..' part")
-                elif listed.get(rest, Listed(Kind.FILE)).kind is Kind.DIR:
-                    names.skip_warning(remote.name, "a folder of the same name hides it")
                 else:
-                    listed[rest] = Listed(remote_kind(remote), remote)
+                    marker = _add_file(listed, remote, rest) or marker
+        self._add_local(directory, listed)
+        return listed, marker
+
+    def _add_local(self, directory: Inode, listed: dict[str, Listed]) -> None:
         for component, kind in self._local_children(directory):
             current = listed.get(component)
             if current is None or kind is Kind.DIR:
                 listed[component] = Listed(kind)
-        # A folder listed after a same-named file replaces it (rows come in name order, and
-        # "name/" sorts after "name"): the folder wins either way.
-        return listed, marker
+
+    # -- whole subtrees -------------------------------------------------------------------
+
+    async def refresh_subtree(self, directory: Inode) -> None:
+        """List everything below ``directory`` in one paged listing without a delimiter,
+        and apply it to every folder it covers completely (a recursive walk, ``ls -lR`` or
+        ``find``, then costs one call per 10,000 names instead of one per folder).
+
+        Up to ``SUBTREE_PAGES`` pages: a bigger subtree is marked so and not tried again, but
+        the folders already covered are applied. Not in point-in-time mounts, nor where the
+        key's name prefix shapes the listing.
+        """
+        key = directory.key
+        bucket = directory.bucket
+        if (
+            bucket is None
+            or directory.subtree_too_big
+            or self.at_ms is not None
+            or scoped_prefix(key, self.store.scope.name_prefix) != (key, None)
+        ):
+            return
+        async with directory.list_lock:
+            before = _generations(directory)
+            folders: dict[str, tuple[dict[str, Listed], list[RemoteFile | None]]] = {}
+            last = ""
+            count = 0
+            self.list_calls += 1
+            async for remote in self.store.list_names(bucket.id, key, None):
+                count += 1
+                last = remote.name
+                _place(folders, key, remote)
+                if count % SUBTREE_PAGE == 0:
+                    if count >= SUBTREE_PAGES * SUBTREE_PAGE:
+                        self._too_big(directory)
+                        break
+                    self.list_calls += 1
+            else:
+                last = ""  # the whole subtree came: every folder in it is complete
+            now = trio.current_time()
+            for prefix in sorted(folders):  # parents before children
+                if last and last.startswith(prefix):
+                    continue  # the listing stopped inside this folder
+                folder = self._folder(directory, prefix)
+                if folder is None or before.get(folder, folder.generation) != folder.generation:
+                    continue  # changed here meanwhile: listed again on its own later
+                listed, marker = folders[prefix]
+                self._add_local(folder, listed)
+                self._merge(folder, listed, marker[0])
+                folder.listed_at = now
+
+    def _too_big(self, directory: Inode) -> None:
+        node: Inode | None = directory
+        while node is not None and not node.is_top:
+            node.subtree_too_big = True
+            node = node.parent
+        if node is not None:
+            node.subtree_too_big = True
+
+    def _folder(self, top: Inode, prefix: str) -> Inode | None:
+        """The directory inode of ``prefix`` below ``top`` (its parents already merged)."""
+        node = top
+        for part in filter(None, prefix[len(top.key) :].split("/")):
+            child = node.children.get(part)
+            if child is None or not child.is_dir:
+                return None
+            node = child
+        return node
 
     async def _names(self, bucket_id: str, prefix: str) -> AsyncIterator[RemoteFile]:
         """The visible names under prefix (folder rows included): now, or at ``at_ms``."""
@@ -236,6 +298,56 @@ class DirectoryLister:
             child.unlinked = True
             self.inodes.maybe_drop(child)
         return child
+
+
+SUBTREE_PAGE = 10_000  # names per listing page (remote.py asks for B2's maximum)
+SUBTREE_PAGES = 5  # the most pages a subtree listing reads before giving up on the subtree
+
+
+def _add_file(listed: dict[str, Listed], remote: RemoteFile, rest: str) -> RemoteFile | None:
+    """Add a file row named ``rest`` (relative to its folder); returns it if it is the
+    folder's empty-directory marker. A folder of the same name wins over the file."""
+    if rest == names.MARKER:
+        return remote
+    if not names.is_showable(rest):
+        names.skip_warning(remote.name, "it ends in '/' or has a '.' or '..' part")
+    elif listed.get(rest, Listed(Kind.FILE)).kind is Kind.DIR:
+        names.skip_warning(remote.name, "a folder of the same name hides it")
+    else:
+        listed[rest] = Listed(remote_kind(remote), remote)
+    return None
+
+
+def _place(
+    folders: dict[str, tuple[dict[str, Listed], list[RemoteFile | None]]],
+    top: str,
+    remote: RemoteFile,
+) -> None:
+    """File a row of a subtree listing under every folder on its path."""
+    parts = remote.name[len(top) :].split("/")
+    if any(not names.is_showable(part) for part in parts[:-1]):
+        names.skip_warning(remote.name, "its path has an empty, '.' or '..' part")
+        return
+    prefix = top
+    for part in parts[:-1]:
+        listed, _ = folders.setdefault(prefix, ({}, [None]))
+        listed[part] = Listed(Kind.DIR)  # a folder wins over a file of the same name
+        prefix += part + "/"
+    listed, marker = folders.setdefault(prefix, ({}, [None]))
+    found = _add_file(listed, remote, parts[-1])
+    if found is not None:
+        marker[0] = found
+
+
+def _generations(top: Inode) -> dict[Inode, int]:
+    """The generation of every directory below ``top`` (to spot changes made meanwhile)."""
+    found: dict[Inode, int] = {}
+    stack = [top]
+    while stack:
+        node = stack.pop()
+        found[node] = node.generation
+        stack.extend(child for child in node.children.values() if child.is_dir)
+    return found
 
 
 def newer(current: RemoteFile | None, listed: RemoteFile) -> RemoteFile:

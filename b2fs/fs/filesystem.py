@@ -564,6 +564,7 @@ class Filesystem:
         if handle is None:
             raise FsError(errno.EBADF)
         if handle.entries is None or start_id == 0:
+            await self._walk_ahead(handle.inode)
             await self._ensure_listed(handle.inode)
             handle.entries = sorted(handle.inode.children.items())
         result = []
@@ -573,6 +574,25 @@ class Filesystem:
                 (name.encode("utf-8", "surrogateescape"), self.attributes(child), index + 1)
             )
         return result
+
+    async def _walk_ahead(self, directory: Inode) -> None:
+        """A directory listed right after its parent was listed, when the parent has several
+        subdirectories, looks like a recursive walk (ls -R, find, du, rsync): then the
+        parent's whole subtree is fetched at once (``DirectoryLister.refresh_subtree``)."""
+        now = trio.current_time()
+        parent = directory.parent
+        walking = (
+            parent is not None
+            and not directory.virtual
+            and parent.bucket is not None
+            and not self.lister.is_fresh(directory)
+            and now - parent.readdir_at < self.options.dir_timeout
+            and sum(1 for child in parent.children.values() if child.is_dir) >= 2
+        )
+        directory.readdir_at = now
+        if walking:
+            assert parent is not None
+            await self.lister.refresh_subtree(parent)
 
     async def releasedir(self, fh: int) -> None:
         self.handles.dirs.pop(fh, None)

@@ -64,6 +64,8 @@ class Inode:
     listed_at: float = -math.inf  # trio time of the last listing applied
     generation: int = 0
     marker: RemoteFile | None = None  # the .bzEmpty object seen in the last listing
+    readdir_at: float = -math.inf  # trio time of the last readdir (spots recursive walks)
+    subtree_too_big: bool = False  # too many names below to list the subtree at once
     lock: trio.Lock = field(default_factory=trio.Lock)  # namespace changes in this directory
     list_lock: trio.Lock = field(default_factory=trio.Lock)  # one listing at a time
     # Attributes set locally on a directory (not kept on B2).

@@ -154,3 +154,46 @@ async def test_a_success_after_an_outage_retries_the_waiting_uploads_at_once(
     assert await core.client.download_bytes_by_name("core-bucket", "first") == (
         b"waited out the outage"
     )
+
+
+async def walk(core: Core, ino: int) -> list[str]:
+    """A recursive readdir, as ls -R or find does: every name below ``ino``."""
+    fh = await core.fs.opendir(ino)
+    entries = await core.fs.readdir(fh, 0)
+    await core.fs.releasedir(fh)
+    found = []
+    for name, attrs, _ in entries:
+        found.append(name.decode())
+        if attrs.mode & 0o040000:
+            found += [f"{name.decode()}/{sub}" for sub in await walk(core, attrs.ino)]
+    return found
+
+
+async def test_a_recursive_walk_lists_the_subtree_at_once(core: Core) -> None:
+    expected = []
+    for d in range(12):
+        for f in range(15):
+            await core.upload(f"tree/d{d:02d}/f{f:02d}", b"x")
+            expected.append(f"d{d:02d}/f{f:02d}")
+        expected.append(f"d{d:02d}")
+    await core.upload("tree/d03/deeper/leaf", b"y")
+    expected += ["d03/deeper", "d03/deeper/leaf"]
+    tree = await core.ino("tree")
+    before = core.calls("b2_list_file_names")
+    assert sorted(await walk(core, tree)) == sorted(expected)
+    # tree itself, then its whole subtree in one listing once the walk shows itself
+    assert core.calls("b2_list_file_names") - before == 2
+
+
+async def test_a_subtree_too_big_for_one_listing_falls_back_to_folders(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("b2fs.fs.dirlist.SUBTREE_PAGE", 10)
+    monkeypatch.setattr("b2fs.fs.dirlist.SUBTREE_PAGES", 2)
+    for d in range(5):
+        for f in range(8):
+            await core.upload(f"big/d{d}/f{f}", b"x")
+    found = await walk(core, await core.ino("big"))
+    assert len(found) == 5 + 40
+    # Folders the partial listing covered were applied; the rest were listed one by one.
+    assert core.fs.inode(await core.ino("big")).subtree_too_big
