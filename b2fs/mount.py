@@ -42,7 +42,7 @@ from b2fs.b2.retry import RetryPolicy
 from b2fs.cache.blocks import BlockCache
 from b2fs.fs.filesystem import Filesystem
 from b2fs.fuse_ops import Operations
-from b2fs.objectstore import BucketRef
+from b2fs.objectstore import BucketRef, ObjectStore
 from b2fs.options import MountOptions
 from b2fs.remote import B2ObjectStore
 from b2fs.service import control, metrics, systemd
@@ -173,6 +173,43 @@ def fuse_options(config: MountConfig, read_only: bool) -> set[str]:
     return options
 
 
+def assemble(
+    store: ObjectStore,
+    options: MountOptions,
+    cache: BlockCache,
+    journal: Journal,
+    staging_dir: Path,
+    bucket: BucketRef | None,
+    prefix: str,
+    read_only: bool,
+) -> Filesystem:
+    """The filesystem core and the layers under it, from an opened cache and journal."""
+    fetcher = BlockFetcher(store, cache, concurrency=options.download_concurrency)
+    writeback = WriteBack(
+        store,
+        journal,
+        fetcher,
+        staging_dir,
+        WriteBackSettings(
+            large_file_threshold=options.large_file_threshold,
+            part_size=options.part_size,
+            upload_concurrency=options.upload_concurrency,
+            block_size=options.block_size,
+            delay=options.writeback_delay,
+        ),
+    )
+    return Filesystem(
+        store,
+        options,
+        cache,
+        fetcher,
+        writeback,
+        bucket=bucket,
+        prefix=prefix,
+        read_only=read_only,
+    )
+
+
 def tune_kernel_readahead(mountpoint: Path, size: int) -> None:
     """Let the kernel read ahead ``size`` bytes on this mount.
 
@@ -258,29 +295,8 @@ async def _serve_with(
         await journal.claim(
             {"account": client.account_id, "endpoint": config.endpoint, "source": config.source}
         )
-        fetcher = BlockFetcher(store, cache, concurrency=options.download_concurrency)
-        writeback = WriteBack(
-            store,
-            journal,
-            fetcher,
-            cache_dir / "staging",
-            WriteBackSettings(
-                large_file_threshold=options.large_file_threshold,
-                part_size=options.part_size,
-                upload_concurrency=options.upload_concurrency,
-                block_size=options.block_size,
-                delay=options.writeback_delay,
-            ),
-        )
-        fs = Filesystem(
-            store,
-            options,
-            cache,
-            fetcher,
-            writeback,
-            bucket=bucket,
-            prefix=config.prefix,
-            read_only=read_only,
+        fs = assemble(
+            store, options, cache, journal, cache_dir / "staging", bucket, config.prefix, read_only
         )
         operations = Operations(fs, attr_timeout=options.attr_timeout)
         reporter = StatusReporter(
@@ -329,7 +345,7 @@ async def _serve_with(
             finally:
                 pyfuse3.close(unmount=True)
                 nursery.cancel_scope.cancel()
-        pending = writeback.pending
+        pending = fs.writeback.pending
         if pending:
             log.warning(
                 "unmounted with %d upload(s) pending; they resume at the next mount with "

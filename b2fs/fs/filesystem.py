@@ -648,30 +648,40 @@ class Filesystem:
                 fh, _ = await self.open(existing.ino, flags)
                 existing.lookups += 1
                 return fh, self.attributes(existing)
-            key = self._new_key(directory, name)
-            assert directory.bucket is not None
-            entry = await self.writeback.create(
-                directory.bucket,
-                key,
-                kind="file",
-                base=None,
-                size=0,
-                mtime_ns=time.time_ns(),
-                mode=stat.S_IMODE(mode),
-                uid=-1,
-                gid=-1,
-            )
-            child = self.inodes.new(Kind.FILE, name, directory)
-            directory.children[name] = child
-            self._changed(directory)
-            self._attach(child, entry)
-            await self._content_added(directory)
+            child, _ = await self._new_file(directory, name, Kind.FILE, stat.S_IMODE(mode))
         handle = self._new_handle(
             child, readable=(flags & os.O_ACCMODE) != os.O_WRONLY, writable=True
         )
         child.cached_content = child.content_token()
         child.lookups += 1
         return handle.fh, self.attributes(child)
+
+    async def _new_file(
+        self, directory: Inode, name: str, kind: Kind, mode: int, content: bytes = b""
+    ) -> tuple[Inode, Entry]:
+        """Stage a new file (or symlink) in ``directory`` and link its inode in the tree
+        (the caller holds the directory's lock and checked the name is free)."""
+        key = self._new_key(directory, name)
+        assert directory.bucket is not None
+        entry = await self.writeback.create(
+            directory.bucket,
+            key,
+            kind=kind.value,
+            base=None,
+            size=0,
+            mtime_ns=time.time_ns(),
+            mode=mode,
+            uid=-1,
+            gid=-1,
+        )
+        if content:
+            await self.writeback.write(entry, 0, content)
+        child = self.inodes.new(kind, name, directory)
+        directory.children[name] = child
+        self._changed(directory)
+        self._attach(child, entry)
+        await self._content_added(directory)
+        return child, entry
 
     def _handle(self, fh: int) -> FileHandle:
         handle = self.handles.files.get(fh)
@@ -744,25 +754,9 @@ class Filesystem:
         async with self._locked(directory):
             if await self._child(directory, name) is not None:
                 raise FsError(errno.EEXIST)
-            key = self._new_key(directory, name)
-            assert directory.bucket is not None
-            entry = await self.writeback.create(
-                directory.bucket,
-                key,
-                kind="symlink",
-                base=None,
-                size=0,
-                mtime_ns=time.time_ns(),
-                mode=stat.S_IFLNK | 0o777,
-                uid=-1,
-                gid=-1,
+            child, entry = await self._new_file(
+                directory, name, Kind.SYMLINK, stat.S_IFLNK | 0o777, content=target
             )
-            await self.writeback.write(entry, 0, target)
-            child = self.inodes.new(Kind.SYMLINK, name, directory)
-            directory.children[name] = child
-            self._changed(directory)
-            self._attach(child, entry)
-            await self._content_added(directory)
             await self.writeback.submit(entry)
         child.lookups += 1
         return self.attributes(child)

@@ -15,12 +15,11 @@ from b2fs.cache.blocks import BlockCache
 from b2fs.emulator import Emulator
 from b2fs.fs.filesystem import Filesystem
 from b2fs.fs.inodes import ROOT_INODE
+from b2fs.mount import assemble
 from b2fs.objectstore import BucketRef
 from b2fs.options import MountOptions
 from b2fs.remote import B2ObjectStore
 from b2fs.transfer.journal import Journal
-from b2fs.transfer.prefetch import BlockFetcher
-from b2fs.transfer.writeback import WriteBack, WriteBackSettings
 
 
 @dataclass
@@ -73,21 +72,7 @@ async def make_core(
     await cache.open()
     journal = Journal(tmp_path / "journal.db")
     await journal.open()
-    fetcher = BlockFetcher(store, cache, concurrency=mount_options.download_concurrency)
-    writeback = WriteBack(
-        store,
-        journal,
-        fetcher,
-        tmp_path / "staging",
-        WriteBackSettings(
-            large_file_threshold=mount_options.large_file_threshold,
-            part_size=mount_options.part_size,
-            upload_concurrency=mount_options.upload_concurrency,
-            block_size=mount_options.block_size,
-            delay=mount_options.writeback_delay,
-        ),
-    )
-    fs = Filesystem(store, mount_options, cache, fetcher, writeback, bucket=bucket)
+    fs = assemble(store, mount_options, cache, journal, tmp_path / "staging", bucket, "", False)
     await fs.start(nursery)
     return fs
 
