@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 4096
+REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request line
 
 
 def runtime_dir() -> Path:
@@ -93,29 +94,43 @@ async def _handle(
 ) -> None:
     stream = trio.SocketStream(conn)
     async with stream:
-        uid = _peer_uid(conn)
-        if uid not in (os.geteuid(), 0):
-            log.warning("refused a control connection from uid %d", uid)
-            await _send(stream, {"error": "permission denied"})
-            return
-        request = await _read_line(stream)
         try:
-            message = json.loads(request or b"{}")
-        except ValueError:
-            await _send(stream, {"error": "bad request"})
-            return
-        command = message.get("command") if isinstance(message, dict) else None
-        if command == "status":
-            await _send(stream, reporter.snapshot())
-        elif command == "unmount":
-            await _unmount(stream, reporter, shutdown, now=bool(message.get("now")))
-        else:
-            await _send(stream, {"error": f"unknown command {command!r}"})
+            await _serve_one(stream, _peer_uid(conn), reporter, shutdown)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("a control client went away: %s", exc)
+
+
+async def _serve_one(
+    stream: trio.SocketStream, uid: int, reporter: StatusReporter, shutdown: Shutdown
+) -> None:
+    request = b""
+    # Read the request even from a refused peer: closing with it unread would reset the
+    # connection before the refusal reaches the client.
+    with trio.move_on_after(REQUEST_TIMEOUT):
+        request = await _read_line(stream)
+    if uid not in (os.geteuid(), 0):
+        log.warning("refused a control connection from uid %d", uid)
+        await _send(stream, {"error": "permission denied"})
+        return
+    try:
+        message = json.loads(request or b"{}")
+    except ValueError:
+        await _send(stream, {"error": "bad request"})
+        return
+    command = message.get("command") if isinstance(message, dict) else None
+    if command == "status":
+        await _send(stream, reporter.snapshot())
+    elif command == "unmount":
+        await _unmount(stream, reporter, shutdown, now=bool(message.get("now")))
+    else:
+        await _send(stream, {"error": f"unknown command {command!r}"})
 
 
 async def _unmount(
     stream: trio.SocketStream, reporter: StatusReporter, shutdown: Shutdown, now: bool
 ) -> None:
+    """Drain (unless ``now``), then end the FUSE session. A client that goes away meanwhile
+    (killed) does not cancel the unmount it asked for; Ctrl-C sends ``now`` instead."""
     fs = reporter.fs
     if not now:
         reporter.begin_stop()
@@ -123,8 +138,10 @@ async def _unmount(
             nursery.start_soon(_report_progress, stream, reporter)
             await fs.drain()
             nursery.cancel_scope.cancel()
-    await _send(stream, {"done": True, "pending_files": len(fs.writeback.pending)})
-    shutdown.now()
+    try:
+        await _send(stream, {"done": True, "pending_files": len(fs.writeback.pending)})
+    finally:
+        shutdown.now()
 
 
 async def _report_progress(stream: trio.SocketStream, reporter: StatusReporter) -> None:
@@ -139,17 +156,21 @@ async def _report_progress(stream: trio.SocketStream, reporter: StatusReporter) 
         done = sum(
             writeback.sent_bytes(entry) if entry in still else size for entry, size in sizes.items()
         )
-        await _send(
-            stream,
-            {
-                "pending_files": len(pending),
-                "pending_bytes": sum(entry.file.size for entry in pending),
-                "total_bytes": sum(sizes.values()),
-                "done_bytes": done,
-                "failing": sum(1 for entry in pending if entry.failure is not None),
-            },
-        )
+        try:
+            await _send(stream, _progress(pending, sizes, done))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the client is gone; the drain goes on
         await trio.sleep(0.25)
+
+
+def _progress(pending: list[Entry], sizes: dict[Entry, int], done: int) -> dict[str, Any]:
+    return {
+        "pending_files": len(pending),
+        "pending_bytes": sum(entry.file.size for entry in pending),
+        "total_bytes": sum(sizes.values()),
+        "done_bytes": done,
+        "failing": sum(1 for entry in pending if entry.failure is not None),
+    }
 
 
 async def _read_line(stream: trio.SocketStream) -> bytes:
