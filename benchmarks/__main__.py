@@ -122,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     doc_path = args.doc or (DEFAULT_DOC if complete and not args.no_doc else None)
 
     procs.become_subreaper()
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    # Explicitly: a background job of a non-interactive shell starts with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
     janitor = procs.Janitor()
     work = Path(tempfile.mkdtemp(prefix="b2fs-bench-", dir=args.work_dir))
     janitor.push(f"work directory {work}", lambda: shutil.rmtree(work, ignore_errors=True))
+    janitor.push("left-overs", lambda: procs.sweep([str(work)]))
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     meta: dict[str, object] = {
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         log("interrupted: cleaning up")
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
         problems = janitor.clean()
         for problem in problems:
             log(problem)

@@ -125,6 +125,37 @@ def stop_process(pid: int, *, grace: float = 10.0) -> None:
         reap(pid, 5.0)
 
 
+def children() -> list[int]:
+    """Pids whose parent is this process: what it started, and the orphans it adopted."""
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def sweep(roots: list[str]) -> None:
+    """The last clean-up: lazily unmount whatever is still mounted under ``roots`` and stop
+    every remaining child (a daemon whose pid was not yet in its lock file when its mount
+    was undone), by pid."""
+    with open("/proc/self/mountinfo") as mounts:
+        points = [line.split()[4] for line in mounts]
+    for point in points:
+        if any(point.startswith(root.rstrip("/") + "/") for root in roots):
+            subprocess.run(["fusermount3", "-uz", point], capture_output=True, timeout=60)
+    for pid in children():
+        stop_process(pid)
+    reap_orphans()
+
+
 @dataclass
 class Usage:
     """CPU seconds and peak RSS of one process over one measured stretch."""
