@@ -98,6 +98,8 @@ async def _handle(
             await _serve_one(stream, _peer_uid(conn), reporter, shutdown)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("a control client went away: %s", exc)
+        except Exception:  # a bug in a status answer must not end the mount
+            log.exception("the control socket failed to answer")
 
 
 async def _serve_one(
@@ -133,6 +135,7 @@ async def _unmount(
     (killed) does not cancel the unmount it asked for; Ctrl-C sends ``now`` instead."""
     fs = reporter.fs
     if not now:
+        log.info("unmount requested: waiting for %d pending upload(s)", len(fs.writeback.pending))
         reporter.begin_stop()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_report_progress, stream, reporter)

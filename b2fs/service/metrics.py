@@ -220,6 +220,8 @@ async def serve(listeners: list[trio.SocketListener], reporter: StatusReporter) 
                 await _answer(stream, reporter)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.debug("metrics client went away: %s", exc)
+            except Exception:  # a bug here must not end the mount it reports on
+                log.exception("the metrics endpoint failed to answer")
 
     await trio.serve_listeners(handle, listeners)
 

@@ -191,3 +191,10 @@ def test_toml_datetime_for_version_at(tmp_path: Path) -> None:
     config = write(tmp_path / "at.toml", "version_at = 2026-01-02T03:04:05Z\n")
     got = resolve(config_file=config, environ={}, cli_settings={}, cli_options=[])
     assert got.options.version_at == int(moment.timestamp() * 1000)
+
+
+def test_the_shipped_example_configuration_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "systemd" / "example.toml"
+    got = resolve(config_file=example, environ={}, cli_settings={}, cli_options=[])
+    assert got.source == "my-bucket/photos" and got.mountpoint == Path("/srv/photos")
+    assert got.options.allow_other and got.options.cache_size == 20 << 30
