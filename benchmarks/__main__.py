@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -86,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="OPT[,OPT]",
         help="b2fs mount option(s) for every b2fs mount (and the limit's concurrency)",
     )
+    p.add_argument(
+        "--rclone-args",
+        default="",
+        metavar="'ARGS'",
+        help="extra rclone mount arguments after the default ones (the last value wins)",
+    )
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     doc = p.add_mutually_exclusive_group()
     doc.add_argument("--doc", type=Path, help="write the results section into this file")
@@ -111,13 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         Profile("wan", args.latency_ms, args.bandwidth_mbps) if p.name == "wan" else p
         for p in profiles
     ]
-    settings = Settings(scale, profiles, workloads, args.systems, args.b2fs_options)
+    settings = Settings(
+        scale, profiles, workloads, args.systems, args.b2fs_options, shlex.split(args.rclone_args)
+    )
     try:
         settings.mount_options  # noqa: B018  (checks the -o values)
     except ValueError as exc:
         print(f"benchmarks: {exc}", file=sys.stderr)
         return 2
-    complete = args.only is None and args.systems == list(SYSTEMS) and scale_name == "full"
+    complete = (
+        args.only is None
+        and not args.rclone_args
+        and not args.b2fs_options
+        and args.systems == list(SYSTEMS)
+        and scale_name == "full"
+    )
     complete = complete and profile_names == list(PROFILES)
     doc_path = args.doc or (DEFAULT_DOC if complete and not args.no_doc else None)
 
@@ -138,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for note in SKIPS[scale_name]:
         log(f"note: {note}")
+    if meta["machine"]["other_benchmark_runs_at_start"]:  # type: ignore[index]
+        log("warning: another benchmark run is going on; both will be skewed")
     run = Run(settings, work, janitor)
     interrupted = False
     try:
@@ -169,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "stdlib_dirs": local.tar_dirs,
             "stdlib_bytes": sum(local.tar_files.values()),
             "load_average_at_end": os.getloadavg(),
+            "other_benchmark_runs_at_end": report.other_benchmark_runs(),
             "budget_s": scale.budget,
             "skipped_for_budget": run.skipped,
             "b2fs_code_hashes": sorted(

@@ -44,7 +44,25 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "rclone": _first_line([RCLONE, "version"]),
         "load_average_at_start": os.getloadavg(),
+        "other_benchmark_runs_at_start": other_benchmark_runs(),
     }
+
+
+def other_benchmark_runs() -> list[int]:
+    """Pids of other ``python -m benchmarks`` runs on this machine (they skew the figures)."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"-m" in args and b"benchmarks" in args and any(b"python" in a for a in args[:1]):
+            found.append(int(entry))
+    return found
 
 
 def code_version() -> dict[str, Any]:
@@ -251,7 +269,7 @@ def settings_json(settings: Settings) -> dict[str, Any]:
             "readahead": options.readahead,
             "writeback_delay": options.writeback_delay,
         },
-        "rclone_flags": RCLONE_FLAGS,
+        "rclone_flags": RCLONE_FLAGS + settings.rclone_args,
     }
 
 
@@ -294,7 +312,7 @@ def markdown_section(data: dict[str, Any], results: list[Result], settings: Sett
     )
     out.append(
         "- rclone: `--vfs-cache-mode full` (column rclone) or `writes` (marked (writes)), "
-        "with `" + " ".join(RCLONE_FLAGS) + "`."
+        "with `" + " ".join(s["rclone_flags"]) + "`."
     )
     out.append(
         f"- Sizes: files of {scale.file_size // MiB} MiB; {scale.random_reads} random reads; "
@@ -309,6 +327,13 @@ def markdown_section(data: dict[str, Any], results: list[Result], settings: Sett
         out.append(f"- Not run: {note}.")
     for note in data["skipped_for_budget"]:
         out.append(f"- Not run in this run: {note}.")
+    others = data["machine"]["other_benchmark_runs_at_start"]
+    if others or data.get("other_benchmark_runs_at_end"):
+        out.append(
+            "- Another benchmark run was going on at the same time (pids "
+            f"{others} at the start, {data.get('other_benchmark_runs_at_end')} at the end): "
+            "the figures are skewed by it."
+        )
     hashes = data["b2fs_code_hashes"]
     if len(hashes) > 1:
         out.append(

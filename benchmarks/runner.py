@@ -99,7 +99,12 @@ class Run:
         api = Api(emulator.url, emulator.key_id, emulator.key)
         try:
             mounter = Mounter(
-                emulator, dataset.BUCKET, self.work, self.janitor, self.settings.b2fs_options
+                emulator,
+                dataset.BUCKET,
+                self.work,
+                self.janitor,
+                self.settings.b2fs_options,
+                self.settings.rclone_args,
             )
             ctx = Context(self.settings, profile, emulator, api, mounter, local, remote, self.work)
             self._first_profile = self._first_profile or profile.name
@@ -164,6 +169,22 @@ class Run:
         return size / rates[0] + size / rates[1] + 20.0
 
     def measure(self, ctx: Context, number: int, system: str) -> None:
+        try:
+            self._measure(ctx, number, system)
+        finally:
+            if number in (4, 8):
+                self._delete_written(ctx, ctx.name(number, system))
+
+    def _delete_written(self, ctx: Context, prefix: str) -> None:
+        """Delete a big written file from the emulator once measured (disk space); its calls
+        come after the measurement's count."""
+        try:
+            for name, item in ctx.api.list_names(ctx.remote.bucket_id, prefix).items():
+                ctx.api.call("b2_delete_file_version", fileName=name, fileId=item["fileId"])
+        except Exception as exc:
+            log(f"  could not delete {prefix}* from the emulator: {exc}")
+
+    def _measure(self, ctx: Context, number: int, system: str) -> None:
         if system == "limit":
             self._record(self._measure_limit(ctx, number))
         elif number == 8:

@@ -104,6 +104,7 @@ class Settings:
     workloads: list[int]
     systems: list[str]
     b2fs_options: list[str] = field(default_factory=list)
+    rclone_args: list[str] = field(default_factory=list)
     huge_profiles: tuple[str, ...] = ("unshaped",)  # workload 8 runs only here (time budget)
     writes_mode_profiles: tuple[str, ...] = ("wan",)  # rclone-writes runs only here
 

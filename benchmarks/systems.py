@@ -111,12 +111,14 @@ class Mounter:
         work: Path,
         janitor: procs.Janitor,
         b2fs_options: list[str],
+        rclone_args: list[str] | None = None,
     ) -> None:
         self.emulator = emulator
         self.bucket = bucket
         self.work = work
         self.janitor = janitor
         self.b2fs_options = b2fs_options
+        self.rclone_args = rclone_args or []
         self._count = 0
         # b2fs's control socket lives in $XDG_RUNTIME_DIR/b2fs/: keep that path short (an
         # AF_UNIX path has at most 107 bytes; under a long --work-dir b2fs cannot mount).
@@ -204,7 +206,7 @@ class Mounter:
     def rclone_command(self, mode: str, mountpoint: Path, cache: Path, log: Path) -> list[str]:
         command = [RCLONE, "mount", f"bench:{self.bucket}", str(mountpoint)]
         command += ["--config", str(self.rclone_config()), "--cache-dir", str(cache)]
-        command += ["--vfs-cache-mode", mode, *RCLONE_FLAGS]
+        command += ["--vfs-cache-mode", mode, *RCLONE_FLAGS, *self.rclone_args]
         command += [
             "--log-file",
             str(log),
