@@ -35,10 +35,11 @@ def test_tiny_run_writes_json_and_the_performance_section(tmp_path: Path) -> Non
     doc.write_text("# Performance\n\nHand-written text that must stay.\n")
     results = tmp_path / "results"
     before = _fuse_mounts()
+    command = [sys.executable, "-m", "benchmarks", "--scale", "tiny", "--only", "1,2"]
+    command += ["--systems", "b2fs,limit", "--profiles", "unshaped"]
+    command += ["--results-dir", str(results), "--doc", str(doc), "--work-dir", str(tmp_path)]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--scale", "tiny", "--only", "1,2"]
-        + ["--systems", "b2fs,limit", "--profiles", "unshaped"]
-        + ["--results-dir", str(results), "--doc", str(doc), "--work-dir", str(tmp_path)],
+        command,
         cwd=ROOT,
         capture_output=True,
         text=True,
