@@ -62,8 +62,14 @@ class NotifySocket:
         return [tuple(line.split("=", 1)) for line in lines if "=" in line]  # type: ignore[misc]
 
     def wait_for(
-        self, predicate: Callable[[list[tuple[str, str]]], bool], timeout: float, what: str
+        self,
+        predicate: Callable[[list[tuple[str, str]]], bool],
+        timeout: float,
+        what: str,
+        daemon: Daemon | None = None,
     ) -> None:
+        """Wait until the notifications received satisfy ``predicate``; fail at the deadline,
+        or at once if ``daemon`` exits first (with its log in the message)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
@@ -71,10 +77,18 @@ class NotifySocket:
                 fields = [tuple(line.split("=", 1)) for line in lines if "=" in line]
                 if predicate(fields):  # type: ignore[arg-type]
                     return
+                if daemon is not None and daemon.process.poll() is not None:
+                    raise AssertionError(
+                        f"the daemon exited ({daemon.process.returncode}) before {what}; "
+                        f"got {self.messages}; its log:\n{daemon.log_text[-4000:]}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; got {self.messages}")
-                self._changed.wait(left)
+                    detail = f"; its log:\n{daemon.log_text[-4000:]}" if daemon else ""
+                    raise AssertionError(
+                        f"timed out waiting for {what}; got {self.messages}{detail}"
+                    )
+                self._changed.wait(min(left, 0.5))
 
     def close(self) -> None:
         self._closed = True

@@ -239,17 +239,16 @@ def test_service_runs_as_systemd_runs_it(
         return daemon
 
     first = start(1)
-    notify_socket.wait_for(lambda f: ("READY", "1") in f, 120, "READY=1")
+    notify_socket.wait_for(lambda f: ("READY", "1") in f, 120, "READY=1", first)
     assert is_mounted(mountpoint)
     (mountpoint / "report.txt").write_bytes(b"quarterly numbers\n" * 1000)
     notify_socket.wait_for(
         lambda f: any(k == "STATUS" and "1 upload(s) pending" in v for k, v in f),
         30,
         "a STATUS= line with the pending upload",
+        first,
     )
-    notify_socket.wait_for(
-        lambda f: f.count(("WATCHDOG", "1")) >= 3, 30, "WATCHDOG=1 pings from the event loop"
-    )
+    notify_socket.wait_for(lambda f: f.count(("WATCHDOG", "1")) >= 3, 30, "WATCHDOG=1 pings", first)
     status = subprocess.run(
         [str(BIN / "b2fs"), "status", "--json", str(mountpoint)],
         capture_output=True,
@@ -267,7 +266,7 @@ def test_service_runs_as_systemd_runs_it(
     assert "report.txt" not in b2.names()
     notify_socket.clear()
     second = start(2)
-    notify_socket.wait_for(lambda f: ("READY", "1") in f, 120, "READY=1 after the restart")
+    notify_socket.wait_for(lambda f: ("READY", "1") in f, 120, "READY=1 after restart", second)
     assert "cleared the dead mount" in second.log_text
     assert (mountpoint / "report.txt").read_bytes() == b"quarterly numbers\n" * 1000
 
@@ -276,7 +275,7 @@ def test_service_runs_as_systemd_runs_it(
     pid = second.pid
     assert pid is not None
     os.kill(pid, signal.SIGTERM)  # to the daemon itself (KillMode=mixed: the main process)
-    assert second.wait_exit(120) == 0
+    assert second.wait_exit(120) == 0, second.log_text[-4000:]
     assert ("STOPPING", "1") in notify_socket.fields()
     assert not is_mounted(mountpoint)
     assert b2.read("report.txt") == b"quarterly numbers\n" * 1000
