@@ -222,7 +222,7 @@ DETAIL_HEADER = [
     "daemon CPU s",
     "daemon peak RSS MiB",
     "emulator CPU s",
-    "file MB sent by B2",
+    "B2 MB sent / stored",
     "mount s",
     "notes",
 ]
@@ -324,7 +324,7 @@ def markdown_section(data: dict[str, Any], results: list[Result], settings: Sett
         + "."
     )
     for note in SKIPS[scale.name]:
-        out.append(f"- Not run: {note}.")
+        out.append(f"- Scope: {note}.")
     for note in data["skipped_for_budget"]:
         out.append(f"- Not run in this run: {note}.")
     others = data["machine"]["other_benchmark_runs_at_start"]
