@@ -9,7 +9,7 @@ the filesystem maps them to errno in one table (``b2fs.fs.errors``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -103,11 +103,12 @@ class ObjectStore(Protocol):
 
     async def get_file_info(self, file_id: str) -> RemoteFile: ...
 
-    async def read_into(
-        self, file_id: str, start: int, end: int, consume: Callable[[bytes], Awaitable[None]]
+    async def read_range(
+        self, file_id: str, start: int, end: int, sink: Callable[[memoryview], None]
     ) -> None:
-        """Feed bytes [start, end) of a version to ``consume``, in order, as they arrive
-        (retried and resumed after failures: every byte is given exactly once)."""
+        """Feed bytes [start, end) of a version to ``sink`` in order, every byte once
+        (retried and resumed after failures). ``sink`` runs in a worker thread, not on the
+        trio thread; the view is valid only during the call."""
         ...
 
     async def upload_file(

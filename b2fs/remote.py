@@ -9,7 +9,7 @@ them in ``fs.errors``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import trio
@@ -105,10 +105,10 @@ class B2ObjectStore:
     async def get_file_info(self, file_id: str) -> RemoteFile:
         return to_remote(await self.client.get_file_info(file_id))
 
-    async def read_into(
-        self, file_id: str, start: int, end: int, consume: Callable[[bytes], Awaitable[None]]
+    async def read_range(
+        self, file_id: str, start: int, end: int, sink: Callable[[memoryview], None]
     ) -> None:
-        await self.client.download_into_by_id(file_id, consume, offset=start, length=end - start)
+        await self.client.download_range_threaded(file_id, sink, offset=start, length=end - start)
 
     async def upload_file(
         self,

@@ -41,8 +41,11 @@ Nothing here logs or raises a key or a token; the per-request DEBUG lines come f
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import time
+import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -52,7 +55,7 @@ import httpx
 import trio
 
 from b2fs import __version__
-from b2fs.b2 import encoding, validation
+from b2fs.b2 import encoding, threaded, validation
 from b2fs.b2.auth import API_VERSION, Authorizer, AuthState
 from b2fs.b2.credentials import DEFAULT_ENDPOINT, Credentials
 from b2fs.b2.downloads import (
@@ -226,12 +229,15 @@ class B2Client:
         self.stats = ClientStats()
         self.retry_policy = retry_policy or RetryPolicy()
         self._redactor = Redactor()
+        self._user_agent = user_agent or f"b2fs/{__version__} httpx/{httpx.__version__}"
+        self._read_timeout = timeout.read or 60.0
+        self._download_threads = trio.CapacityLimiter(max_connections)
         self._transport = Transport(
             stats=self.stats,
             redactor=self._redactor,
             timeout=timeout,
             max_connections=max_connections,
-            user_agent=user_agent or f"b2fs/{__version__} httpx/{httpx.__version__}",
+            user_agent=self._user_agent,
             transport=transport,
             trust_env=trust_env,
         )
@@ -1437,6 +1443,76 @@ class B2Client:
         if length == 0:
             return None
         return await self._download_into(CallbackSink(consume), file_id, None, None, offset, length)
+
+    async def download_range_threaded(
+        self,
+        file_id: str,
+        sink: Callable[[memoryview], None],
+        *,
+        offset: int,
+        length: int,
+    ) -> None:
+        """Bytes ``offset .. offset+length`` of the version ``file_id`` handed to ``sink``
+        **in a worker thread** (the view is valid only during the call), in order, every byte
+        once across retries; resumes after failures like :meth:`download_into_by_id`, with
+        the same auth and retry policy and the same typed errors. The SHA1 is checked when
+        the whole file was read. The bulk-data path of the filesystem: see ``threaded.py``
+        for why it leaves the event loop."""
+        endpoint = "b2_download_file_by_id"
+        validation.check_id(file_id, "file id", endpoint)
+        validation.check_range(offset, length, endpoint)
+        progress = threaded.Progress()
+
+        async def fetch(state: AuthState) -> None:
+            start, want = offset + progress.received, length - progress.received
+            if want <= 0:
+                return
+            url = (
+                f"{state.account.download_url}/b2api/{API_VERSION}/b2_download_file_by_id"
+                f"?fileId={urllib.parse.quote(file_id, safe='')}"
+            )
+            before = progress.received
+            self.stats.record_request(endpoint)
+            started = time.perf_counter()
+            try:
+                await trio.to_thread.run_sync(
+                    functools.partial(
+                        threaded.fetch_range,
+                        url,
+                        {"Authorization": state.token, "User-Agent": self._user_agent},
+                        start,
+                        want,
+                        sink,
+                        progress,
+                        timeout=self._read_timeout,
+                    ),
+                    limiter=self._download_threads,
+                )
+            except threaded.HttpFailure as failure:
+                raise self._transport.error_for(
+                    endpoint, failure.status, failure.headers, failure.body, (state.token,)
+                ) from None
+            except threaded.HttpBroken as broken:
+                raise self._transport.connection_error(endpoint, broken, (state.token,)) from None
+            finally:
+                self.stats.bytes_downloaded += progress.received - before
+            log.debug(
+                "GET %s (threaded) -> %d bytes in %.1f ms",
+                endpoint,
+                progress.received - before,
+                (time.perf_counter() - started) * 1000,
+            )
+
+        async def attempt(_: int) -> None:
+            await self._with_auth(fetch)
+
+        await self.retry_policy.call(attempt, endpoint=endpoint, stats=self.stats)
+        actual = threaded.sha1_mismatch(progress)
+        if actual is not None:
+            raise B2ChecksumMismatch(
+                f"downloaded data of file {file_id} has SHA1 {actual}, B2 says {progress.sha1}",
+                endpoint,
+            )
 
     async def download_into_by_name(
         self,

@@ -23,10 +23,13 @@ hop each time).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
+import mmap
 import os
 import shutil
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,8 @@ class BlockCache:
         self._tmp_counter = 0
         self._named: set[str] = set()  # fileIds already in the digest index
         self._store_failing = False  # the last store failed (warned once until one works)
+        self._last_write_error: OSError | None = None
+        self._thread_lock = threading.Lock()  # _named and _tmp_counter, shared with threads
         # The most recently stored blocks also stay in memory: a reader waiting for a block
         # being fetched, or re-reading what it just read, gets it without a disk read.
         self._hot: LRUCache[BlockKey, bytes] = LRUCache(maxsize=hot_bytes, getsizeof=len)
@@ -191,12 +196,62 @@ class BlockCache:
             self._lru[key] = len(data)
             self.stats.stored_bytes += len(data)
 
+    # -- blocks written by download threads (see transfer/prefetch.py) ------------------------
+
+    async def reserve(self, nbytes: int) -> None:
+        """Count ``nbytes`` that download threads are about to write, evicting to make room."""
+        self._used += nbytes
+        await self._evict()
+
+    def unreserve(self, nbytes: int) -> None:
+        """Give back reserved bytes that were not committed (a download that failed)."""
+        self._used -= nbytes
+
+    def write_block_file(self, file_id: str, index: int, data: bytes) -> bool:
+        """Write a block's file, from any thread; False if it could not be written (the
+        caller then commits it as not stored). Its bytes must have been reserved."""
+        key = (file_id, index)
+        with self._thread_lock:
+            self._tmp_counter += 1
+            tmp_name = f"tmp.{os.getpid()}.{threading.get_ident()}.{self._tmp_counter}"
+            new_name = file_id not in self._named
+            self._named.add(file_id)
+        try:
+            self._write(self._path(key), tmp_name, file_id if new_name else None, data)
+        except OSError as exc:
+            if new_name:
+                with self._thread_lock:
+                    self._named.discard(file_id)
+            self._last_write_error = exc
+            return False
+        return True
+
+    def commit(self, file_id: str, index: int, data: bytes, *, stored: bool) -> None:
+        """Index a block a download thread wrote (on the trio thread); its bytes were
+        reserved. A block not stored, or already there, gives its reservation back."""
+        key = (file_id, index)
+        if not stored:
+            self._used -= len(data)
+            if not self._store_failing:
+                log.warning(
+                    "block cache: cannot store blocks (%s); reading without caching",
+                    self._last_write_error,
+                )
+            self._store_failing = True
+            return
+        self._store_failing = False
+        if key in self._lru:
+            self._used -= len(data)
+            return
+        self._lru[key] = len(data)
+        self._hot[key] = data
+        self.stats.stored_bytes += len(data)
+
     def _write(self, path: Path, tmp_name: str, new_file_id: str | None, data: bytes) -> None:
         path.parent.mkdir(exist_ok=True)
         tmp = path.parent / tmp_name
         try:
-            with tmp.open("wb") as f:
-                f.write(data)
+            _write_block(tmp, data)
             if new_file_id is not None:
                 self._remember_name(new_file_id)
             os.replace(tmp, path)
@@ -248,6 +303,46 @@ class BlockCache:
             for file_id in sorted(file_ids):
                 f.write(f"{_digest(file_id)} {file_id}\n")
         os.replace(tmp, self.directory / "index")
+
+
+_ALIGN = 4096
+_direct = {"works": hasattr(os, "O_DIRECT")}
+_buffers = threading.local()
+
+
+def _write_block(path: Path, data: bytes) -> None:
+    """Write a new block file, bypassing the page cache when the filesystem allows.
+
+    On these machines filling new page-cache pages costs about 2 ms of CPU per MiB (481 MB per
+    CPU-second), which made the cache the largest CPU cost of a cold read; an O_DIRECT write
+    from a reused aligned buffer measured 3,047 MB per CPU-second. The block is padded to the
+    alignment and truncated back. Filesystems without O_DIRECT (tmpfs) get a normal write."""
+    if _direct["works"]:
+        size = -(-len(data) // _ALIGN) * _ALIGN
+        buffer = getattr(_buffers, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = _buffers.buffer = mmap.mmap(-1, max(size, _ALIGN))
+        buffer[: len(data)] = data
+        buffer[len(data) : size] = bytes(size - len(data))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _direct["works"] = False
+        else:
+            try:
+                with memoryview(buffer) as view:
+                    written = os.write(fd, view[:size])
+                if written != size:
+                    raise OSError(errno.EIO, f"short write to the block cache ({written} bytes)")
+                if size != len(data):
+                    os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+            return
+    with path.open("wb") as f:
+        f.write(data)
 
 
 def _pread(path: Path, offset: int, length: int) -> bytes:

@@ -625,7 +625,10 @@ class Filesystem:
             readable=readable,
             writable=writable,
             pinned=inode.remote,
-            readahead=Readahead(max_blocks=max(0, self.options.readahead // self.cache.block_size)),
+            readahead=Readahead(
+                max_blocks=max(0, self.options.readahead // self.cache.block_size),
+                burst=self.options.download_concurrency,
+            ),
         )
         self.handles.add_file(handle)
         if inode.staged is not None:

@@ -1,17 +1,25 @@
 """Reading B2 versions through the block cache: demand fetches, sharing, and sequential prefetch.
 
 ``BlockFetcher.read`` returns bytes of one immutable version (a fileId). Blocks already in the
-cache are read from disk; missing ones are fetched with ranged downloads of whole blocks.
+cache are read from disk; missing ones are fetched with ranged downloads of whole blocks. A
+download runs in a worker thread (the client's ``download_range_threaded``): the thread cuts
+the stream into blocks and writes each block's file itself, and only hands the finished block
+to the trio thread, which indexes it and wakes its readers; the bytes never cross the event
+loop chunk by chunk. The cache reserves a run's bytes before it starts, so it stays within its
+bound while files are being written from threads.
+
 Every block being fetched has an entry in ``_inflight``, so concurrent readers of the same
 block wait for one download instead of starting another.
 
 ``Readahead`` is a per-handle detector: while reads stay sequential, the prefetch window
-starts at one block and doubles each time the reader enters a new block, up to the configured
-maximum; any seek resets it to zero, so random reads fetch only the blocks they touch. The
-window is fetched as parallel ranged downloads of a few blocks each, started in the mount's
-nursery. Prefetch never queues: it takes a download slot only when one is free
+starts at one block and doubles each time the reader enters a new block (jumping to one block
+per download slot at the second block in a row), up to the configured maximum; any seek
+resets it to zero, so random reads fetch only the blocks they touch. The window is fetched
+as parallel ranged downloads of a few blocks each, started in the mount's nursery. Prefetch
+never queues: it takes a download slot only when one is free
 (``acquire_nowait``), so it cannot delay demand reads, and a window it could not start is
-tried again on the next read. Memory is bounded by slots x one block (downloads are streamed
+tried again on the next read or when a prefetch of the same file ends (so the slots stay
+busy while the reader waits). Memory is bounded by slots x one block (downloads are streamed
 into block-sized buffers that go straight to the cache).
 
 Invariant: a block key is in ``_inflight`` exactly while one task is downloading it; that
@@ -24,6 +32,7 @@ import logging
 from dataclasses import dataclass, field
 
 import trio
+from cachetools import LRUCache
 
 from b2fs.cache.blocks import BlockCache
 from b2fs.objectstore import ObjectStore
@@ -43,9 +52,14 @@ class Readahead:
     """Sequential-access detector of one open handle (positions in bytes)."""
 
     max_blocks: int
+    # Once a second block in a row is read sequentially, the window jumps to at least this
+    # many blocks (the download slots): one block per connection at once, instead of a
+    # doubling that would take several round trips to fill the link.
+    burst: int = 0
     next_offset: int = 0
     window_blocks: int = 0
     last_block: int = -1
+    streak: int = 0  # sequential blocks in a row
     # How far (in bytes) a read may land from where the previous one ended and still count as
     # sequential: the kernel's own readahead sends a few requests at once, slightly reordered.
     slack: int = field(default=512 * 1024)
@@ -58,8 +72,13 @@ class Readahead:
         block = (offset + size - 1) // block_size if size else offset // block_size
         if not sequential:
             self.window_blocks = 0
+            self.streak = 0
         elif block != self.last_block:
-            self.window_blocks = min(max(1, self.window_blocks * 2), self.max_blocks)
+            self.streak += 1
+            grown = max(1, self.window_blocks * 2)
+            if self.streak >= 2:
+                grown = max(grown, self.burst)
+            self.window_blocks = min(grown, self.max_blocks)
         self.last_block = block
         self.next_offset = max(self.next_offset, offset + size) if sequential else offset + size
         return self.window_blocks
@@ -82,6 +101,9 @@ class BlockFetcher:
         self.stats = FetchStats()
         self._inflight: dict[tuple[str, int], trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        # The latest window asked for, per file: a prefetch that ends starts the next run
+        # itself, so the download slots stay busy while the reader waits for a block.
+        self._windows: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=64)
 
     def attach(self, nursery: trio.Nursery) -> None:
         """Give the fetcher the long-lived nursery its prefetch tasks run in."""
@@ -136,15 +158,11 @@ class BlockFetcher:
     ) -> bytes:
         start = index * self.block_size + offset
         end = min(start + length, file_size)
-        chunks: list[bytes] = []
-
-        async def consume(chunk: bytes) -> None:
-            chunks.append(chunk)
-
+        received = bytearray()
         async with self.slots:
-            await self.store.read_into(file_id, start, end, consume)
+            await self.store.read_range(file_id, start, end, received.extend)
         self._count(end - start)
-        return b"".join(chunks)
+        return bytes(received)
 
     def _count(self, nbytes: int) -> None:
         self.stats.requests += 1
@@ -167,29 +185,24 @@ class BlockFetcher:
         start = first * self.block_size
         end = min((last + 1) * self.block_size, file_size)
         got: dict[int, bytes] = {}
-        pieces: list[bytes] = []  # of the block being received; joined once it is whole
-        held = [0, first]  # bytes in `pieces`, the block they belong to
+        assembly = _BlockAssembly(first, last, file_size, self.block_size)
 
-        async def consume(chunk: bytes) -> None:
-            pieces.append(chunk)
-            held[0] += len(chunk)
-            while (index := held[1]) <= last:
-                need = min((index + 1) * self.block_size, file_size) - index * self.block_size
-                if held[0] < need:
-                    return
-                joined = b"".join(pieces)
-                data, rest = joined[:need], joined[need:]
-                pieces[:] = [rest] if rest else []
-                held[0] = len(rest)
-                await self.cache.store(file_id, index, data)
-                got[index] = data
-                self._release(file_id, index, events)
-                held[1] = index + 1
+        def arrived(index: int, data: bytes, stored: bool) -> None:  # on the trio thread
+            self.cache.commit(file_id, index, data, stored=stored)
+            got[index] = data
+            self._release(file_id, index, events)
 
+        def sink(view: memoryview) -> None:  # in the download's worker thread
+            for index, data in assembly.add(view):
+                stored = self.cache.write_block_file(file_id, index, data)
+                trio.from_thread.run_sync(arrived, index, data, stored)
+
+        await self.cache.reserve(end - start)
         try:
-            await self.store.read_into(file_id, start, end, consume)
+            await self.store.read_range(file_id, start, end, sink)
             self._count(end - start)
         finally:
+            self.cache.unreserve(end - start - sum(len(data) for data in got.values()))
             for remaining in list(events):
                 self._release(file_id, remaining, events)
         return got
@@ -210,10 +223,11 @@ class BlockFetcher:
         """Start background downloads of up to ``count`` blocks after ``after_block``."""
         if self._nursery is None or count <= 0 or file_size <= 0:
             return
+        self._windows[file_id] = (file_size, after_block, count)
         last_block = (file_size - 1) // self.block_size
         first = after_block + 1
         last = min(after_block + count, last_block)
-        per_request = max(1, min(self.max_request_blocks, count // int(self.slots.total_tokens)))
+        slots = int(self.slots.total_tokens)
         index = first
         while index <= last:
             if self._present(file_id, index):
@@ -222,7 +236,7 @@ class BlockFetcher:
             run_end = index
             while (
                 run_end + 1 <= last
-                and run_end + 1 - index < per_request
+                and run_end + 1 - index < self._run_length(index - after_block, slots)
                 and not self._present(file_id, run_end + 1)
             ):
                 run_end += 1
@@ -237,6 +251,14 @@ class BlockFetcher:
                 self._prefetch_task, slot, file_id, file_size, index, run_end, events
             )
             index = run_end + 1
+
+    def _run_length(self, distance: int, slots: int) -> int:
+        """Blocks per request for a run starting ``distance`` blocks ahead of the reader.
+
+        Near the reader, one block per request: the reader waits for the head of a run, which
+        arrives at one connection's speed, so the blocks it needs next each come on their own
+        connection. Farther out, longer runs (fewer requests: each costs a round trip)."""
+        return max(1, min(self.max_request_blocks, distance // 4))
 
     def _present(self, file_id: str, index: int) -> bool:
         return self.cache.contains(file_id, index) or (file_id, index) in self._inflight
@@ -255,5 +277,41 @@ class BlockFetcher:
             await self._fetch_run(file_id, file_size, first, last, events)
         except Exception as exc:  # a failed prefetch is not an error: the read will retry
             log.debug("prefetch of %s blocks %d-%d failed: %s", file_id, first, last, exc)
+            self._windows.pop(file_id, None)
         finally:
             self.slots.release_on_behalf_of(slot)
+        window = self._windows.get(file_id)
+        if window is not None:
+            self.prefetch(file_id, *window)
+
+
+class _BlockAssembly:
+    """Cuts the byte stream of a ranged download into whole blocks (in its worker thread)."""
+
+    def __init__(self, first: int, last: int, file_size: int, block_size: int) -> None:
+        self.index = first
+        self.last = last
+        self.file_size = file_size
+        self.block_size = block_size
+        self.buffer = bytearray(block_size)
+        self.filled = 0
+
+    def _length(self) -> int:
+        return (
+            min((self.index + 1) * self.block_size, self.file_size) - self.index * self.block_size
+        )
+
+    def add(self, view: memoryview) -> list[tuple[int, bytes]]:
+        """Take bytes; returns the blocks they completed, as (index, bytes)."""
+        done = []
+        while view and self.index <= self.last:
+            length = self._length()
+            take = min(len(view), length - self.filled)
+            self.buffer[self.filled : self.filled + take] = view[:take]
+            self.filled += take
+            view = view[take:]
+            if self.filled == length:
+                done.append((self.index, bytes(self.buffer[:length])))
+                self.index += 1
+                self.filled = 0
+        return done

@@ -1,0 +1,111 @@
+"""download_range_threaded: the bulk-data path, against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+
+import pytest
+
+from b2fs.b2 import B2Client, Bucket
+from b2fs.b2.errors import B2ChecksumMismatch, B2NotFound, B2RangeNotSatisfiable
+from b2fs.emulator import Emulator
+
+from .conftest import calls
+
+
+class Collector:
+    """A sink: records the bytes and the threads it was called from."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.threads: set[int] = set()
+
+    def __call__(self, view: memoryview) -> None:
+        self.threads.add(threading.get_ident())
+        self.data += view
+
+
+async def test_ranges_arrive_in_a_worker_thread(client: B2Client, bucket: Bucket) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    version = await client.upload_file(bucket.bucket_id, "f", data)
+    assert version.file_id is not None
+    for offset, length in [(0, len(data)), (5, 100), (1 << 20, 2 << 20), (len(data) - 1, 1)]:
+        sink = Collector()
+        await client.download_range_threaded(version.file_id, sink, offset=offset, length=length)
+        assert bytes(sink.data) == data[offset : offset + length]
+        assert threading.get_ident() not in sink.threads
+    past_end = Collector()
+    with pytest.raises(B2RangeNotSatisfiable):
+        await client.download_range_threaded(
+            version.file_id, past_end, offset=len(data) + 10, length=5
+        )
+
+
+async def test_resets_resume_after_the_bytes_received(
+    emulator: Emulator, client: B2Client, bucket: Bucket
+) -> None:
+    data = os.urandom(4 * 1024 * 1024)
+    version = await client.upload_file(bucket.bucket_id, "f", data)
+    assert version.file_id is not None
+    emulator.faults.script("download", "reset", count=2)
+    emulator.faults.script("download", "503", count=1)
+    sink = Collector()
+    await client.download_range_threaded(version.file_id, sink, offset=0, length=len(data))
+    assert bytes(sink.data) == data  # every byte exactly once, in order
+    assert calls(emulator, "b2_download_file_by_id") == 4
+
+
+async def test_an_expired_token_is_renewed_once(
+    emulator: Emulator, client: B2Client, bucket: Bucket
+) -> None:
+    version = await client.upload_file(bucket.bucket_id, "f", b"payload")
+    assert version.file_id is not None
+    before = calls(emulator, "b2_authorize_account")
+    emulator.expire_tokens()
+    sink = Collector()
+    await client.download_range_threaded(version.file_id, sink, offset=0, length=7)
+    assert bytes(sink.data) == b"payload"
+    assert calls(emulator, "b2_authorize_account") == before + 1
+
+
+async def test_errors_are_typed_and_hold_no_secret(
+    emulator: Emulator, client: B2Client, bucket: Bucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    version = await client.upload_file(bucket.bucket_id, "f", b"x")
+    assert version.file_id is not None
+    await client.delete_file_version(version.file_id, "f")
+    with pytest.raises(B2NotFound) as raised:
+        await client.download_range_threaded(version.file_id, Collector(), offset=0, length=1)
+    text = str(raised.value) + repr(raised.value) + caplog.text
+    for secret in emulator.secrets():
+        assert secret not in text
+
+
+async def test_a_whole_file_is_checked_against_its_sha1(
+    client: B2Client, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b"the right bytes" * 1000
+    version = await client.upload_file(bucket.bucket_id, "f", data)
+    assert version.file_id is not None
+
+    real_sha1 = hashlib.sha1
+
+    class Wrong:
+        def __init__(self) -> None:
+            self.real = real_sha1()
+
+        def update(self, view: memoryview) -> None:
+            self.real.update(bytes(view) + b"!")  # as if a byte were corrupted on the way
+
+        def hexdigest(self) -> str:
+            return self.real.hexdigest()
+
+    monkeypatch.setattr("b2fs.b2.threaded.hashlib.sha1", Wrong)
+    with pytest.raises(B2ChecksumMismatch):
+        await client.download_range_threaded(
+            version.file_id, Collector(), offset=0, length=len(data)
+        )
