@@ -167,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+        t_clean = time.perf_counter()
         problems = janitor.clean()
         for problem in problems:
             log(problem)
+        log(f"cleaned up in {time.perf_counter() - t_clean:.1f} s")
     if interrupted:
         return 130
 

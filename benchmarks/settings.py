@@ -125,7 +125,7 @@ SKIPS = {
         "rclone --vfs-cache-mode writes runs workload 4 only, on the WAN profile only",
         "the 15-minute budget: the WAN profile always runs in full; then workload 8, then the "
         "unshaped workloads 1-7, each skipped (and listed) if its duration estimated from the "
-        "WAN phase would take the run past 15 minutes",
+        "WAN phase, plus time to wrap up, would take the run past 15 minutes",
     ],
     "quick": [
         "sizes: 64 MiB instead of 512 MiB, 200 random reads, 300 small files, 20 folders x 50 "
