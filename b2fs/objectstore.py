@@ -9,10 +9,14 @@ the filesystem maps them to errno in one table (``b2fs.fs.errors``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+import trio
 
 # Info keys b2fs writes on every file it uploads. They are the names s3fs reads from
 # x-amz-meta-* headers, which is how B2's S3-compatible API shows file info, so s3fs mounting
@@ -68,9 +72,70 @@ class KeyScope:
         return capability in self.capabilities
 
 
+class OwnChanges:
+    """The versions this mount made or removed on B2, so that the event notifications of its
+    own changes (``Filesystem.remote_changed``) cost nothing: what it shows already reflects
+    them.
+
+    Remembers the last ``limit`` fileIds (B2 announces a change within seconds, so a bounded
+    memory is enough; an id forgotten early only costs one listing). A notification may come
+    back before the call that caused it has returned with the new fileId: while a change of
+    a name is in flight (``changing``), :meth:`settled` lets the receiver wait for it.
+    """
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self._settled: dict[tuple[str, str], trio.Event] = {}
+
+    def made(self, file_id: str | None) -> None:
+        if file_id is None:
+            return
+        self._ids[file_id] = None
+        self._ids.move_to_end(file_id)
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+    def is_own(self, file_id: str | None) -> bool:
+        return file_id is not None and file_id in self._ids
+
+    @contextmanager
+    def changing(self, bucket_id: str, name: str) -> Iterator[None]:
+        """Around a call that makes a new version of ``name`` (its fileId comes back)."""
+        key = (bucket_id, name)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
+                event = self._settled.pop(key, None)
+                if event is not None:
+                    event.set()
+
+    def _keys(self, bucket_id: str, name: str) -> list[tuple[str, str]]:
+        # A copy may name no bucket (its source's): it is changing under "".
+        return [k for k in ((bucket_id, name), ("", name)) if k in self._in_flight]
+
+    def in_flight(self, bucket_id: str, name: str) -> bool:
+        return bool(self._keys(bucket_id, name))
+
+    async def settled(self, bucket_id: str, name: str) -> None:
+        """Return once no change of ``name`` made here is in flight."""
+        while keys := self._keys(bucket_id, name):
+            await self._settled.setdefault(keys[0], trio.Event()).wait()
+
+
 class ObjectStore(Protocol):
     @property
     def scope(self) -> KeyScope: ...
+
+    @property
+    def own(self) -> OwnChanges:
+        """The changes this store made on B2 (see :class:`OwnChanges`)."""
+        ...
 
     @property
     def absolute_minimum_part_size(self) -> int: ...

@@ -4,6 +4,12 @@ A thin translation: client models become ``RemoteFile``/``BucketRef``/``Uploaded
 byte ranges become the client's offset and length. Retries, re-authorization, upload URL pools,
 encodings and checks all live in the client; errors pass through unchanged (the filesystem maps
 them in ``fs.errors``).
+
+Every version it makes or deletes is remembered in ``own`` (``objectstore.OwnChanges``): the
+event notifications of this mount's own changes are then skipped. A fileId known before the
+call (a deletion, a large file from its start) is remembered before it; one that only the
+answer tells (an upload, a copy, a hide marker) is remembered on the answer, and the name is
+marked as changing until then.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import trio
 from b2fs.b2.client import B2Client
 from b2fs.b2.models import Bucket, FileVersion, Part
 from b2fs.b2.sources import FileSource
-from b2fs.objectstore import BucketRef, KeyScope, RemoteFile, UploadedPart
+from b2fs.objectstore import BucketRef, KeyScope, OwnChanges, RemoteFile, UploadedPart
 
 _PAGE = 10_000  # the largest page B2 allows: fewest list calls
 SMALL_UPLOAD = 1 << 20  # uploaded from memory, its SHA1 computed before sending
@@ -56,6 +62,7 @@ class B2ObjectStore:
     def __init__(self, client: B2Client) -> None:
         self.client = client
         self.mutations = 0
+        self.own = OwnChanges()
 
     @property
     def scope(self) -> KeyScope:
@@ -126,19 +133,23 @@ class B2ObjectStore:
             # One worker-thread trip reads and hashes it; the SHA1 then goes up front, so the
             # request needs no trailing digest (fewer sends, no per-chunk thread trips).
             data, sha1 = await trio.to_thread.run_sync(_read_and_hash, path, size)
-            version = await self.client.upload_file(
-                bucket_id, name, data, sha1=sha1, content_type=content_type, file_info=info
-            )
+            with self.own.changing(bucket_id, name):
+                version = await self.client.upload_file(
+                    bucket_id, name, data, sha1=sha1, content_type=content_type, file_info=info
+                )
+                self.own.made(version.file_id)
             if progress is not None:
                 progress(size)
             return to_remote(version)
-        version = await self.client.upload_file(
-            bucket_id,
-            name,
-            FileSource(path, 0, size, progress=progress),
-            content_type=content_type,
-            file_info=info,
-        )
+        with self.own.changing(bucket_id, name):
+            version = await self.client.upload_file(
+                bucket_id,
+                name,
+                FileSource(path, 0, size, progress=progress),
+                content_type=content_type,
+                file_info=info,
+            )
+            self.own.made(version.file_id)
         return to_remote(version)
 
     async def start_large_file(
@@ -148,6 +159,7 @@ class B2ObjectStore:
             bucket_id, name, content_type=content_type, file_info=info
         )
         assert version.file_id is not None
+        self.own.made(version.file_id)  # a large file keeps its id when finished
         return version.file_id
 
     async def upload_part(
@@ -167,6 +179,7 @@ class B2ObjectStore:
 
     async def finish_large_file(self, large_file_id: str, sha1s: list[str]) -> RemoteFile:
         self.mutations += 1
+        self.own.made(large_file_id)  # also when resumed by a later mount
         return to_remote(await self.client.finish_large_file(large_file_id, sha1s))
 
     async def cancel_large_file(self, large_file_id: str) -> None:
@@ -191,14 +204,16 @@ class B2ObjectStore:
         info: Mapping[str, str] | None = None,
     ) -> RemoteFile:
         self.mutations += 1
-        version = await self.client.copy_file(
-            source_file_id,
-            name,
-            destination_bucket_id=bucket_id,
-            content_type=content_type if info is not None else None,
-            file_info=info,
-            metadata_directive="REPLACE" if info is not None else None,
-        )
+        with self.own.changing(bucket_id or "", name):
+            version = await self.client.copy_file(
+                source_file_id,
+                name,
+                destination_bucket_id=bucket_id,
+                content_type=content_type if info is not None else None,
+                file_info=info,
+                metadata_directive="REPLACE" if info is not None else None,
+            )
+            self.own.made(version.file_id)
         return to_remote(version)
 
     async def copy_part(
@@ -211,8 +226,12 @@ class B2ObjectStore:
 
     async def hide_file(self, bucket_id: str, name: str) -> RemoteFile:
         self.mutations += 1
-        return to_remote(await self.client.hide_file(bucket_id, name))
+        with self.own.changing(bucket_id, name):
+            version = await self.client.hide_file(bucket_id, name)
+            self.own.made(version.file_id)
+        return to_remote(version)
 
     async def delete_version(self, name: str, file_id: str) -> None:
         self.mutations += 1
+        self.own.made(file_id)
         await self.client.delete_file_version(file_id, name)

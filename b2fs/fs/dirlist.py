@@ -3,15 +3,20 @@
 A directory's children come from one paged ``list_file_names`` with delimiter "/" under the
 directory's prefix (folder rows become subdirectories), merged with what exists only locally:
 staged files not yet on B2 (``WriteBack.by_name``, which also holds the ``.bzEmpty`` marker of
-a directory made here). The listing is trusted for ``dir_timeout``; within that time lookups,
-negative ones included, are answered from it.
+a directory made here). The listing is trusted as long as :class:`Freshness` says
+(``dir_timeout``, or longer while B2 event notifications are healthy); within that time
+lookups, negative ones included, are answered from it.
 
 Merge rules:
 
 - A listing that was in flight while the directory changed locally (its ``generation`` moved)
-  is not applied: it is asked again, so a name just removed here is not brought back.
+  is not applied: it is asked again, so a name just removed here is not brought back. A
+  change B2 announced meanwhile (``Filesystem.remote_changed`` moves ``announced`` and the
+  generation) is handled alike; a listing that only ever predates such a change is applied
+  but left stale, to be taken again at the next use.
 - A staged child keeps its local state; other file children take the listed version unless
-  they already know a newer one (an upload of ours that the listing predates). A file open only
+  they know a newer one that this mount made (its upload may postdate the listing); an older
+  listed version is current again because another client deleted the newer. A file open only
   for reading that another client replaced keeps its inode and version for its handles, and
   the name gets a new inode (so the kernel's pages of the two versions never mix).
 - A child missing from the listing disappears unless it is staged, a directory with local
@@ -26,14 +31,15 @@ prefix B2 insists on.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from b2fs.fs import names
 from b2fs.fs.attrs import remote_kind
-from b2fs.fs.inodes import Inode, InodeTable, Kind
+from b2fs.fs.inodes import ROOT_INODE, Inode, InodeTable, Kind
 from b2fs.objectstore import ObjectStore, RemoteFile
 from b2fs.transfer.writeback import WriteBack
 
@@ -48,6 +54,76 @@ class Listed:
 
     kind: Kind
     remote: RemoteFile | None = None  # for files
+
+
+class Freshness:
+    """How long a listing taken from B2 is trusted: the one place of that decision, for the
+    tree and the versions view.
+
+    Always ``dir_timeout``. While B2 event notifications are healthy (the receiver in
+    ``service/notifications.py`` calls :meth:`notified` and :meth:`unnotified`), a listing
+    taken since they became healthy is trusted for ``notified_ttl`` (``notify_dir_timeout``)
+    instead: every change made elsewhere then marks the listings it touches stale at once.
+    A listing taken before keeps ``dir_timeout``: a change made while notifications were not
+    healthy may never be announced.
+    """
+
+    def __init__(self, dir_timeout: float) -> None:
+        self.dir_timeout = dir_timeout
+        self.notified_ttl: float | None = None
+        self.notified_since = math.inf  # trio time notifications became healthy
+
+    def notified(self, ttl: float) -> None:
+        if self.notified_ttl is None:
+            self.notified_since = trio.current_time()
+        self.notified_ttl = ttl
+
+    def unnotified(self) -> None:
+        self.notified_ttl = None
+        self.notified_since = math.inf
+
+    def ttl(self, directory: Inode) -> float:
+        if self.notified_ttl is not None and directory.listed_at >= self.notified_since:
+            return max(self.notified_ttl, self.dir_timeout)
+        return self.dir_timeout
+
+    def is_fresh(self, directory: Inode) -> bool:
+        return trio.current_time() - directory.listed_at < self.ttl(directory)
+
+
+@dataclass
+class KernelDrops:
+    """What the kernel must forget after changes B2 announced: names (directory inode and
+    name, cached as entries, present or absent) and inodes' attributes. Only what the kernel
+    may hold is listed: inodes it looked up (and the root)."""
+
+    names: set[tuple[int, str]] = field(default_factory=set)
+    attributes: set[int] = field(default_factory=set)
+
+    def name(self, directory: Inode, name: str) -> None:
+        if directory.lookups > 0 or directory.ino == ROOT_INODE:
+            self.names.add((directory.ino, name))
+
+    def attributes_of(self, inode: Inode) -> None:
+        if inode.lookups > 0:
+            self.attributes.add(inode.ino)
+
+    def update(self, other: KernelDrops) -> None:
+        self.names |= other.names
+        self.attributes |= other.attributes
+
+    def __len__(self) -> int:
+        return len(self.names) + len(self.attributes)
+
+
+def announce(directory: Inode, drops: KernelDrops, name: str | None) -> None:
+    """B2 announced a change in ``directory`` (of ``name``): its listing is stale, and one in
+    flight is not trusted (see the merge rules); the kernel must forget the name."""
+    directory.listed_at = -math.inf
+    directory.generation += 1
+    directory.announced += 1
+    if name is not None:
+        drops.name(directory, name)
 
 
 def scoped_prefix(dir_key: str, key_prefix: str | None) -> tuple[str | None, str | None]:
@@ -68,18 +144,18 @@ class DirectoryLister:
         store: ObjectStore,
         inodes: InodeTable,
         writeback: WriteBack,
-        dir_timeout: float,
+        freshness: Freshness,
         at_ms: int | None = None,
     ) -> None:
         self.store = store
         self.inodes = inodes
         self.writeback = writeback
-        self.dir_timeout = dir_timeout
+        self.freshness = freshness
         self.at_ms = at_ms  # show the tree as it was at this moment (a read-only mount)
         self.list_calls = 0  # listings made (for tests and status)
 
     def is_fresh(self, directory: Inode) -> bool:
-        return trio.current_time() - directory.listed_at < self.dir_timeout
+        return self.freshness.is_fresh(directory)
 
     async def ensure_listed(self, directory: Inode) -> None:
         if not self.is_fresh(directory):
@@ -92,12 +168,13 @@ class DirectoryLister:
             if directory.listed_at >= started:
                 return  # someone else listed it while we waited
             for _ in range(_STALE_RETRIES):
-                generation = directory.generation
+                generation, announced = directory.generation, directory.announced
                 listed, marker = await self._fetch(directory)
                 if directory.generation == generation:
                     break
             self._merge(directory, listed, marker)
-            directory.listed_at = trio.current_time()
+            current = directory.announced == announced
+            directory.listed_at = trio.current_time() if current else -math.inf
 
     async def _fetch(self, directory: Inode) -> tuple[dict[str, Listed], RemoteFile | None]:
         assert directory.bucket is not None
@@ -246,7 +323,9 @@ class DirectoryLister:
                 self.detach(directory, name)
                 continue
             if child.staged is None and seen.remote is not None:
-                latest = newer(child.remote, seen.remote)
+                latest = seen.remote
+                if self.store.own.is_own(child.remote.file_id if child.remote else None):
+                    latest = newer(child.remote, seen.remote)
                 if self._replaced_while_read(child, latest):
                     self.detach(directory, name)  # a new inode is made for the name below
                     continue

@@ -8,7 +8,10 @@ which ``fuse_ops`` maps through ``fs.errors``.
 How operations map to B2 (docs/SEMANTICS.md has the user's view):
 
 - lookup/getattr/readdir: answered from directory listings (``dirlist``), refreshed after
-  ``dir_timeout``; no request per file.
+  ``dir_timeout`` (longer while B2 event notifications are healthy); no request per file.
+- a change made elsewhere that B2 announces (``remote_changed``, called by the notification
+  receiver off any request): the listings that show the name are marked stale and the kernel
+  is told to forget the name and its attributes; open handles keep their pinned version.
 - create/write/truncate: staged locally (``transfer.writeback``), uploaded in the background
   after the last writer closes; fsync waits for B2.
 - unlink: B2 hide (old versions stay) or delete of every version, by ``-o unlink``; an open
@@ -42,7 +45,7 @@ from b2fs.b2.errors import B2InvalidInput, B2NotFound
 from b2fs.cache.blocks import BlockCache
 from b2fs.fs import names
 from b2fs.fs.attrs import AttributeMaker, Attributes, info_int
-from b2fs.fs.dirlist import DirectoryLister, newer
+from b2fs.fs.dirlist import DirectoryLister, Freshness, KernelDrops, announce, newer
 from b2fs.fs.errors import FsError
 from b2fs.fs.handles import DirHandle, FileHandle, HandleTable
 from b2fs.fs.inodes import ROOT_INODE, Inode, InodeTable, Kind
@@ -97,8 +100,9 @@ class Filesystem:
         self.read_only = read_only or options.ro or options.version_at is not None
         self.inodes = InodeTable()
         self.handles = HandleTable()
+        self.freshness = Freshness(options.dir_timeout)
         self.lister = DirectoryLister(
-            store, self.inodes, writeback, options.dir_timeout, at_ms=options.version_at
+            store, self.inodes, writeback, self.freshness, at_ms=options.version_at
         )
         self.attrs = AttributeMaker(options, time.time_ns(), cache.block_size)
         self.root = Inode(
@@ -114,7 +118,7 @@ class Filesystem:
         self.versions: VersionsView | None = None
         if options.versions_dir != "none":
             self.versions = VersionsView(
-                store, self.inodes, self.root, options.versions_dir, options.dir_timeout
+                store, self.inodes, self.root, options.versions_dir, self.freshness
             )
         self._nursery: trio.Nursery | None = None
         self.kernel: KernelNotifier = _NoKernel()
@@ -994,6 +998,91 @@ class Filesystem:
                 self._follow_copies(child, copies, prefix + name + "/")
             elif prefix + name in copies:
                 child.remote = copies[prefix + name]
+
+    # -- changes made elsewhere (B2 event notifications) ----------------------------------
+
+    def remote_changed(
+        self, bucket_id: str, name: str, kind: str, file_id: str | None
+    ) -> KernelDrops | None:
+        """B2 announced that another client changed ``name``: ``kind`` is ``created`` (a new
+        version), ``hidden`` or ``deleted`` (a version deleted), ``file_id`` the version.
+
+        Marks stale exactly what shows it: the listing of its folder (or of the deepest
+        folder this mount knows on its path, for a name in a folder new here), the folders
+        above that may now be empty (after a removal), and the versions view of the name.
+        The next lookup, getattr or readdir lists them again. Returns what the kernel must
+        forget (:meth:`forget_in_kernel`, to be awaited outside any request), or None when
+        the change is this mount's own (nothing to do) or outside the mount.
+        """
+        if self.store.own.is_own(file_id):
+            return None
+        top = self._bucket_top(bucket_id)
+        if top is None or not name.startswith(top.key):
+            return None
+        drops = KernelDrops()
+        directory = top
+        *folders, leaf = name[len(top.key) :].split("/")
+        for part in folders:
+            child = directory.children.get(part)
+            if child is None or not child.is_dir:
+                announce(directory, drops, part)  # a folder new here
+                break
+            directory = child
+        else:
+            announce(directory, drops, leaf)
+            child = directory.children.get(leaf)
+            if child is not None:
+                drops.attributes_of(child)
+                gone = child.remote is not None and child.remote.file_id == file_id
+                if kind == "deleted" and gone and child.staged is None:
+                    # The version it shows is gone (even one this mount made, which a listing
+                    # would not replace): the name gets a new inode at the next listing.
+                    self.lister.detach(directory, leaf)
+            if kind != "created":
+                # The folder may be empty now: B2 folders exist only through their names.
+                while directory is not top and set(directory.children) <= {leaf}:
+                    assert directory.parent is not None
+                    leaf, directory = directory.name, directory.parent
+                    announce(directory, drops, leaf)
+        if self.versions is not None:
+            self.versions.remote_changed(bucket_id, name, file_id, drops)
+        return drops
+
+    def remote_resync(self, bucket_id: str) -> KernelDrops:
+        """Announcements of the bucket were lost (the receiver's queue overflowed): every
+        listing of it is stale, and the kernel forgets every name and attribute it holds
+        from it. (An absent name the kernel remembers is forgotten after attr_timeout.)"""
+        drops = KernelDrops()
+        top = self._bucket_top(bucket_id)
+        pending = [top] if top is not None else []
+        if self.versions is not None:
+            pending.append(self.versions.root)
+        while pending:
+            directory = pending.pop()
+            announce(directory, drops, None)
+            for name, child in directory.children.items():
+                drops.name(directory, name)
+                drops.attributes_of(child)
+                if child.is_dir:
+                    pending.append(child)
+        return drops
+
+    async def forget_in_kernel(self, drops: KernelDrops) -> None:
+        """Tell the kernel to forget ``drops``. Never from a request handler: the kernel takes
+        a directory's lock to forget a name in it (see ``fuse_ops.KernelCache``)."""
+        for parent_ino, name in sorted(drops.names):
+            await self.kernel.forget_name(parent_ino, name)
+        for ino in sorted(drops.attributes):
+            await self.kernel.forget_attributes(ino)
+
+    def _bucket_top(self, bucket_id: str) -> Inode | None:
+        """The directory of a bucket's top (the mount root, or a bucket at the root)."""
+        if self.all_buckets:
+            return next(
+                (c for c in self.root.children.values() if c.bucket and c.bucket.id == bucket_id),
+                None,
+            )
+        return self.root if self.root.bucket and self.root.bucket.id == bucket_id else None
 
     # -- filesystem-wide ------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ prefix at the mount root).
 A file inode shows, in order of preference: its staged entry (content being written or kept
 open locally, ``staged``), else the newest B2 version known (``remote``). A directory keeps its
 children, the time they were last listed from B2, and a ``generation`` bumped by every local
-change of its entries, so that a listing that was in flight during a change is not applied
-over it.
+change of its entries (and every change B2 announces, counted in ``announced`` too), so that a
+listing that was in flight during a change is not applied over it.
 
 Inode numbers are never reused while the mount lives (the kernel may still hold an old one).
 An inode leaves the table when the kernel has forgotten it (lookup count 0), nothing has it
@@ -63,6 +63,7 @@ class Inode:
     children: dict[str, Inode] = field(default_factory=dict)
     listed_at: float = -math.inf  # trio time of the last listing applied
     generation: int = 0
+    announced: int = 0  # changes B2 announced in it (event notifications)
     marker: RemoteFile | None = None  # the .bzEmpty object seen in the last listing
     readdir_at: float = -math.inf  # trio time of the last readdir (spots recursive walks)
     subtree_too_big: bool = False  # too many names below to list the subtree at once

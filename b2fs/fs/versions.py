@@ -15,8 +15,9 @@ the same for every file, hence the hash). A hide marker is a zero-size entry end
 
 Cost: one paged ``list_file_versions`` (prefix and delimiter "/") per directory listed, which
 also fills the version directories of the files in it; a file's version directory looked up on
-its own costs one listing of that name. Never a request per version. Listings are trusted for
-``dir_timeout`` and dropped as soon as this mount changes anything on B2.
+its own costs one listing of that name. Never a request per version. Listings are trusted as
+the tree's are (``dirlist.Freshness``), dropped as soon as this mount changes anything on B2,
+and, for the name a B2 event notification is about, at once (:meth:`VersionsView.remote_changed`).
 
 Everything here is read-only (EROFS) except unhiding: removing a hide-marker entry deletes that
 hide marker on B2 (``b2_delete_file_version``), so an older version becomes the current one
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 import trio
 
 from b2fs.fs import names
-from b2fs.fs.dirlist import scoped_prefix
+from b2fs.fs.dirlist import Freshness, KernelDrops, announce, scoped_prefix
 from b2fs.fs.errors import FsError
 from b2fs.fs.inodes import Inode, InodeTable, Kind
 from b2fs.objectstore import BucketRef, ObjectStore, RemoteFile
@@ -71,11 +73,11 @@ class VersionsView:
         inodes: InodeTable,
         parent: Inode,
         name: str,
-        dir_timeout: float,
+        freshness: Freshness,
     ) -> None:
         self.store = store
         self.inodes = inodes
-        self.dir_timeout = dir_timeout
+        self.freshness = freshness
         self.root = inodes.new(Kind.DIR, name, parent, bucket=parent.bucket)
         self.root.virtual = BUCKETS if parent.bucket is None else FOLDER
         self.root.is_top = True
@@ -88,10 +90,10 @@ class VersionsView:
             # This mount changed something on B2: every versions listing may be incomplete.
             self._seen_mutations = self.store.mutations
             self._expire(self.root)
-        return trio.current_time() - directory.listed_at < self.dir_timeout
+        return self.freshness.is_fresh(directory)
 
     def _expire(self, directory: Inode) -> None:
-        directory.listed_at = float("-inf")
+        directory.listed_at = -math.inf
         for child in directory.children.values():
             if child.is_dir:
                 self._expire(child)
@@ -102,13 +104,48 @@ class VersionsView:
         async with directory.list_lock:
             if self._fresh(directory):
                 return
+            announced = directory.announced
             if directory.virtual == BUCKETS:
                 await self._list_buckets(directory)
             elif directory.virtual == FOLDER:
                 await self._list_folder(directory)
             elif directory.virtual == FILE:
                 await self._list_file(directory)
-            directory.listed_at = trio.current_time()
+            if directory.announced == announced:
+                directory.listed_at = trio.current_time()
+            else:  # B2 announced a change meanwhile: what came may predate it
+                self._expire(directory)
+
+    def remote_changed(
+        self, bucket_id: str, name: str, file_id: str | None, drops: KernelDrops
+    ) -> None:
+        """B2 announced a change of ``name`` (a new version, a hide marker or a deletion):
+        the listings that show its versions are stale, and ``drops`` gets the names the kernel
+        must forget (see ``Filesystem.remote_changed``)."""
+        node: Inode | None = self.root
+        if self.root.virtual == BUCKETS:
+            node = next(
+                (c for c in self.root.children.values() if c.bucket and c.bucket.id == bucket_id),
+                None,
+            )
+        if node is None or node.bucket is None or node.bucket.id != bucket_id:
+            return
+        if not name.startswith(node.key):
+            return
+        *folders, leaf = name[len(node.key) :].split("/")
+        for part in folders:
+            child = node.children.get(part)
+            if child is None or child.virtual != FOLDER:
+                announce(node, drops, part)  # a folder it does not show yet
+                return
+            node = child
+        announce(node, drops, leaf)
+        versions = node.children.get(leaf)
+        if versions is not None and versions.virtual == FILE:
+            announce(versions, drops, None)
+            for version_name, version in versions.children.items():
+                if version.remote is not None and version.remote.file_id == file_id:
+                    drops.name(versions, version_name)  # a version deleted
 
     async def _list_buckets(self, directory: Inode) -> None:
         buckets = {b.name: b for b in await self.store.list_buckets()}
