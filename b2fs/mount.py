@@ -12,7 +12,9 @@ reports readiness through ``on_ready``. It then serves until:
 
 It owns the trio nursery in which the uploaders, the prefetcher and the control socket run,
 and the service pieces (``b2fs.service``): the status snapshot they all read, systemd's
-notifications (readiness, STATUS=, watchdog) and the optional Prometheus endpoint.
+notifications (readiness, STATUS=, watchdog), the optional Prometheus endpoint and the
+optional receiver of B2 event notifications (``-o notify_listen``: its secret, TLS and port
+are checked before mounting, so a bad one fails the start in one line).
 
 A mount point still holding the dead FUSE mount of a b2fs daemon that was killed (what
 systemd's ``Restart=`` meets after a crash or a watchdog kill) is cleared with
@@ -38,6 +40,7 @@ import trio
 
 from b2fs.b2.client import B2Client
 from b2fs.b2.credentials import Credentials
+from b2fs.b2.models import NotificationRule
 from b2fs.b2.retry import RetryPolicy
 from b2fs.cache.blocks import BlockCache
 from b2fs.fs.filesystem import Filesystem
@@ -45,7 +48,8 @@ from b2fs.fuse_ops import Operations
 from b2fs.objectstore import BucketRef, ObjectStore
 from b2fs.options import MountOptions
 from b2fs.remote import B2ObjectStore
-from b2fs.service import control, metrics, systemd
+from b2fs.service import control, metrics, systemd, webhook
+from b2fs.service.notifications import Notifications
 from b2fs.service.status import MountInfo, StatusReporter
 from b2fs.transfer.journal import Journal
 from b2fs.transfer.prefetch import BlockFetcher
@@ -246,6 +250,44 @@ async def _resolve_root(store: B2ObjectStore, config: MountConfig) -> BucketRef 
     return bucket
 
 
+async def _notifications(
+    client: B2Client, fs: Filesystem, bucket: BucketRef | None, config: MountConfig
+) -> tuple[Notifications, list[trio.SocketListener]]:
+    """The receiver of B2 event notifications, its port open (raises MountError)."""
+    options = config.options
+    if bucket is None:
+        raise MountError("notify_listen needs a BUCKET (or BUCKET/PREFIX) to mount")
+    try:
+        secret = webhook.load_secret(options.notify_secret_file)
+        tls = None
+        if options.notify_tls_cert:
+            tls = webhook.server_context(options.notify_tls_cert, options.notify_tls_key)
+    except webhook.SecretError as exc:
+        raise MountError(str(exc)) from None
+    read_rules = None
+    if fs.store.scope.allows("readBucketNotifications"):
+
+        async def read_rules() -> list[NotificationRule]:
+            return await client.get_bucket_notification_rules(bucket.id)
+
+    else:
+        log.info(
+            "notifications: the key has no readBucketNotifications capability: a suspended "
+            "rule is noticed only by notify_silence"
+        )
+    notifications = Notifications(
+        fs, bucket, config.prefix, options, secret, ssl_context=tls, read_rules=read_rules
+    )
+    try:
+        listeners = await webhook.listen(options.notify_listen)
+    except OSError as exc:
+        raise MountError(
+            f"notify_listen: cannot listen on {options.notify_listen}: {exc.strerror or exc}"
+        ) from None
+    notifications.listen_address = webhook.bound_address(listeners)
+    return notifications, listeners
+
+
 async def serve(config: MountConfig, on_ready: Callable[[], None]) -> None:
     """Mount and serve until unmounted (see the module docstring)."""
     options = config.options
@@ -311,6 +353,11 @@ async def _serve_with(
                 read_only=fs.read_only,
             ),
         )
+        notify_listeners: list[trio.SocketListener] = []
+        if options.notify_listen:
+            reporter.notifications, notify_listeners = await _notifications(
+                client, fs, bucket, config
+            )
         metrics_listeners = []
         if options.metrics:
             try:
@@ -333,6 +380,13 @@ async def _serve_with(
             )
             if metrics_listeners:
                 nursery.start_soon(metrics.serve, metrics_listeners, reporter)
+            if reporter.notifications is not None:
+                await reporter.notifications.start(nursery, notify_listeners)
+                log.info(
+                    "receiving B2 event notifications at %s://%s/",
+                    reporter.notifications.scheme,
+                    reporter.notifications.listen_address,
+                )
             pyfuse3.init(operations, str(config.mountpoint), fuse_options(config, read_only))
             try:
                 shutdown = Shutdown(fs, config.mountpoint, reporter)

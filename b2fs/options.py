@@ -98,6 +98,27 @@ def parse_address(text: str) -> str:
     return f"[{inner}]:{int(port)}" if ":" in inner else f"{inner}:{int(port)}"
 
 
+def parse_path(text: str) -> str:
+    """An absolute path (``~`` is the home directory); nothing: unset. The daemon runs from
+    ``/``, so a relative path would not mean what it meant where it was typed."""
+    text = text.strip()
+    if not text:
+        return ""
+    path = os.path.expanduser(text)
+    if not os.path.isabs(path):
+        raise ValueError(f"{text!r} is not an absolute path")
+    return path
+
+
+def parse_urls(text: str) -> str:
+    """``http://`` or ``https://`` URLs separated by ``;`` (commas separate options)."""
+    urls = [url.strip() for url in text.split(";") if url.strip()]
+    for url in urls:
+        if not re.fullmatch(r"https?://[^\s/;]+(/\S*)?", url):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return ";".join(urls)
+
+
 def parse_int(text: str) -> int:
     try:
         return int(text)
@@ -212,7 +233,8 @@ _SPECS = [
         parse_duration,
         10.0,
         "How long a directory listing fetched from B2 is trusted; changes by other "
-        "clients show up after at most this long.",
+        "clients show up after at most this long (with notify_listen, in about a second while "
+        "notifications are healthy).",
         kind="duration",
         minimum=0,
     ),
@@ -317,6 +339,69 @@ _SPECS = [
         "Serve Prometheus metrics (the counters of b2fs status) over HTTP at HOST:PORT/metrics; "
         "a bare PORT listens on 127.0.0.1. Off when empty.",
     ),
+    OptionSpec(
+        "notify_listen",
+        parse_address,
+        "",
+        "Receive B2 event notifications (a webhook) at HOST:PORT, so that changes made "
+        "elsewhere show up here in about a second (docs/NOTIFICATIONS.md); a bare PORT "
+        "listens on 127.0.0.1. Needs a BUCKET source and the rule's signing secret. Off when "
+        "empty.",
+    ),
+    OptionSpec(
+        "notify_secret_file",
+        parse_path,
+        "",
+        "Absolute path of the file holding the notification rule's signing secret (mode 600; "
+        "b2fs notify setup writes it). Default: the systemd credential b2fs-notify-secret.",
+    ),
+    OptionSpec(
+        "notify_tls_cert",
+        parse_path,
+        "",
+        "Serve the receiver over HTTPS with this certificate chain (PEM, absolute path); "
+        "without it, plain HTTP (for a TLS reverse proxy in front).",
+    ),
+    OptionSpec(
+        "notify_tls_key",
+        parse_path,
+        "",
+        "The private key (PEM, absolute path) of notify_tls_cert.",
+    ),
+    OptionSpec(
+        "notify_forward",
+        parse_urls,
+        "",
+        "Forward every event B2 delivers here to the receivers of other mounts of the bucket "
+        "(URLs separated by ';'): B2 sends an event to one URL only.",
+    ),
+    OptionSpec(
+        "notify_dir_timeout",
+        parse_duration,
+        3600.0,
+        "How long a listing is trusted while notifications are healthy (dir_timeout applies "
+        "otherwise, and is used if longer).",
+        kind="duration",
+        minimum=0,
+    ),
+    OptionSpec(
+        "notify_silence",
+        parse_duration,
+        3600.0,
+        "Fall back to dir_timeout when no event has arrived for this long (0: never); the next "
+        "event ends the fallback.",
+        kind="duration",
+        minimum=0,
+    ),
+    OptionSpec(
+        "notify_poll",
+        parse_duration,
+        300.0,
+        "How often the bucket's notification rules are read, to fall back to dir_timeout while "
+        "the rule is suspended, disabled or gone (0: never; needs readBucketNotifications).",
+        kind="duration",
+        minimum=0,
+    ),
 ]
 
 OPTIONS: dict[str, OptionSpec] = {spec.name: spec for spec in _SPECS}
@@ -377,6 +462,14 @@ class MountOptions:
     version_at: int | None = None
     fsname: str = ""
     metrics: str = ""
+    notify_listen: str = ""
+    notify_secret_file: str = ""
+    notify_tls_cert: str = ""
+    notify_tls_key: str = ""
+    notify_forward: str = ""
+    notify_dir_timeout: float = 3600.0
+    notify_silence: float = 3600.0
+    notify_poll: float = 300.0
 
     @property
     def file_permissions(self) -> int:
@@ -435,6 +528,12 @@ def build(values: Mapping[str, Any], *, source: str = "-o") -> MountOptions:
         "/" in options.versions_dir or options.versions_dir in ("", ".", "..")
     ):
         raise OptionError(f"{source}: option versions_dir: {options.versions_dir!r} is not a name")
+    if bool(options.notify_tls_cert) != bool(options.notify_tls_key):
+        raise OptionError(f"{source}: notify_tls_cert and notify_tls_key go together")
+    if options.notify_listen and options.version_at is not None:
+        raise OptionError(
+            f"{source}: notify_listen: a mount at version_at shows a past that never changes"
+        )
     return options
 
 
@@ -459,6 +558,9 @@ def _show_default(spec: OptionSpec) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if spec.kind == "duration":
+        for unit, seconds in (("h", 3600), ("m", 60)):
+            if value >= seconds and value % seconds == 0:
+                return f"{value / seconds:g}{unit}"
         return f"{value:g}s"
     return str(value) if value != "" else '""'
 

@@ -127,4 +127,40 @@ def format_status(status: dict[str, Any]) -> str:
             lines.append(f"  {code}  {n}")
     if status.get("metrics"):
         lines.append(f"metrics: http://{status['metrics']}/metrics")
+    if status.get("notify"):
+        lines += format_notify(status["notify"])
     return "\n".join(lines)
+
+
+def format_notify(notify: dict[str, Any]) -> list[str]:
+    """The event notification lines of the human status."""
+    ttl = _duration(notify["listing_ttl_seconds"])
+    if notify["state"] == "healthy":
+        head = f"notifications: healthy, listings trusted for {ttl}"
+    else:
+        head = f"notifications: FALLBACK to dir_timeout ({ttl}): " + "; ".join(notify["reasons"])
+    ago = notify["last_event_seconds_ago"]
+    events = notify["events"]
+    receiver = notify["receiver"]
+    lines = [
+        head,
+        f"  receiver {notify['url']}, last event "
+        + ("never" if ago is None else f"{_duration(ago)} ago"),
+        f"  events: {events['applied']} applied, {events['own']} own, {events['duplicate']} "
+        f"repeated, {events['ignored']} ignored, {events['dropped']} dropped; "
+        f"{receiver['refused']} requests refused (bad signature), {receiver['rejected']} "
+        "rejected",
+    ]
+    for rule in notify["rules"] or []:
+        state = "enabled" if rule["enabled"] else "disabled"
+        if rule["suspended"]:
+            state = f"SUSPENDED ({rule['suspension_reason']})"
+        lines.append(f"  rule {rule['name']} (prefix {rule['prefix']!r}): {state}")
+    if notify["rules_error"]:
+        lines.append(f"  rules: {notify['rules_error']}")
+    for peer in notify["forward"]:
+        line = f"  forwarding to {peer['url']}: {peer['forwarded']} sent, {peer['failed']} failed"
+        if peer["last_error"]:
+            line += f" (last error: {peer['last_error']})"
+        lines.append(line)
+    return lines

@@ -19,6 +19,11 @@ Metric names (``b2fs_`` prefix; ``_total`` marks counters):
     b2fs_b2_errors_by_code_total{status,code}, b2fs_b2_retries_total{endpoint},
     b2fs_b2_reauthorizations_total, b2fs_b2_uploaded_bytes_total,
     b2fs_b2_downloaded_bytes_total
+    with -o notify_listen (no samples otherwise):
+    b2fs_notify_healthy, b2fs_notify_last_event_age_seconds,
+    b2fs_notify_events_total{outcome}, b2fs_notify_refused_requests_total,
+    b2fs_notify_resyncs_total, b2fs_notify_forwarded_total{peer},
+    b2fs_notify_forward_failures_total{peer}
 """
 
 from __future__ import annotations
@@ -91,6 +96,33 @@ def _info(snapshot: Mapping[str, Any]) -> Samples:
 
 def _stopping(snapshot: Mapping[str, Any]) -> Samples:
     return [({}, int(snapshot["state"] == "stopping"))]
+
+
+def _notify(get: Callable[[Mapping[str, Any]], Samples]) -> Callable[[Mapping[str, Any]], Samples]:
+    """Samples of the notifications part of the snapshot: none without notify_listen."""
+
+    def samples(snapshot: Mapping[str, Any]) -> Samples:
+        notify = snapshot.get("notify")
+        return get(notify) if notify else []
+
+    return samples
+
+
+def _last_event_age(notify: Mapping[str, Any]) -> Samples:
+    age = notify["last_event_seconds_ago"]
+    return [] if age is None else [({}, float(age))]
+
+
+def _event_outcomes(notify: Mapping[str, Any]) -> Samples:
+    outcomes = ("applied", "own", "duplicate", "ignored", "dropped")
+    return [({"outcome": outcome}, notify["events"][outcome]) for outcome in outcomes]
+
+
+def _peers(key: str) -> Callable[[Mapping[str, Any]], Samples]:
+    def get(notify: Mapping[str, Any]) -> Samples:
+        return [({"peer": peer["url"]}, peer[key]) for peer in notify["forward"]]
+
+    return get
 
 
 def _errors_by_code(snapshot: Mapping[str, Any]) -> Samples:
@@ -185,6 +217,48 @@ FAMILIES: list[tuple[str, str, str, Callable[[Mapping[str, Any]], Samples]]] = [
         "counter",
         "File data received from B2, retries included.",
         _value("b2", "bytes_downloaded"),
+    ),
+    (
+        "b2fs_notify_healthy",
+        "gauge",
+        "1 while event notifications are trusted, 0 in fallback to dir_timeout.",
+        _notify(lambda n: [({}, int(n["state"] == "healthy"))]),
+    ),
+    (
+        "b2fs_notify_last_event_age_seconds",
+        "gauge",
+        "Seconds since the last event notification arrived.",
+        _notify(_last_event_age),
+    ),
+    (
+        "b2fs_notify_events_total",
+        "counter",
+        "Events received, by what became of them.",
+        _notify(_event_outcomes),
+    ),
+    (
+        "b2fs_notify_refused_requests_total",
+        "counter",
+        "Webhook requests refused for a missing or wrong signature.",
+        _notify(_value("receiver", "refused")),
+    ),
+    (
+        "b2fs_notify_resyncs_total",
+        "counter",
+        "Times the event queue overflowed and the bucket was listed again.",
+        _notify(_value("events", "resyncs")),
+    ),
+    (
+        "b2fs_notify_forwarded_total",
+        "counter",
+        "Deliveries forwarded to another mount, by peer.",
+        _notify(_peers("forwarded")),
+    ),
+    (
+        "b2fs_notify_forward_failures_total",
+        "counter",
+        "Deliveries that could not be forwarded, by peer.",
+        _notify(_peers("failed")),
     ),
 ]
 

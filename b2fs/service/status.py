@@ -10,7 +10,10 @@ lock: every counter it reads is only changed there or by a plain assignment):
 - pending uploads, each with its size and the bytes its upload in flight has sent;
 - the block cache: use, capacity, hits, misses, hit ratio;
 - the B2 client's counters (``b2fs.b2.stats.ClientStats``): requests, errors and retries by
-  endpoint, errors by HTTP status and B2 code, bytes uploaded and downloaded.
+  endpoint, errors by HTTP status and B2 code, bytes uploaded and downloaded;
+- with ``-o notify_listen``, the event notifications (``service.notifications``): healthy or
+  in fallback and why, the listing TTL in force, events by outcome, the rules' state (never
+  their secret), the receiver's refusals and the forwarding to other mounts; else None.
 
 It never holds a secret: names, sizes and counts only (the endpoint is a URL without
 credentials; keys and tokens never reach this module).
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from b2fs.b2.stats import ClientStats
     from b2fs.fs.filesystem import Filesystem
     from b2fs.options import MountOptions
+    from b2fs.service.notifications import Notifications
 
 
 @dataclass
@@ -55,6 +59,7 @@ class StatusReporter:
         self.stopping = False
         self.stop_begun = trio.Event()
         self.metrics_address: str | None = None  # host:port once the endpoint listens
+        self.notifications: Notifications | None = None  # with -o notify_listen
 
     def begin_stop(self) -> None:
         """A graceful stop began (the uploads drain): status says so, systemd hears it."""
@@ -114,6 +119,7 @@ class StatusReporter:
             },
             "list_calls": fs.lister.list_calls,
             "b2": self.client_stats.snapshot(),
+            "notify": self.notifications.snapshot() if self.notifications else None,
         }
 
     def line(self) -> str:
