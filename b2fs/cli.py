@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from b2fs import __version__
 from b2fs.commands import key as key_commands
 from b2fs.commands import mount as mount_commands
+from b2fs.commands import notify as notify_commands
 from b2fs.commands import status as status_command
 from b2fs.emulator import cli as emulator_cli
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount_commands.register(subparsers)
     status_command.register(subparsers)
     key_commands.register(subparsers)
+    notify_commands.register(subparsers)
     emulator_cli.register(subparsers)
     return parser
 

@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from b2fs.commands.connect import CommandError, add_connection_arguments, fail, run_with_client
+
 if TYPE_CHECKING:
     from b2fs.b2.client import B2Client
 
@@ -60,12 +62,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = key.add_subparsers(dest="key_command", metavar="create|list|delete")
     commands.required = True
 
-    def connection(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--endpoint", help="B2 realm URL (default $B2FS_ENDPOINT or B2's)")
-        parser.add_argument(
-            "--key-file", type=Path, help="file holding the keyID:applicationKey to act with"
-        )
-
     create = commands.add_parser(
         "create",
         help="mint a key for a mount of BUCKET[/PREFIX]; prints it once",
@@ -86,54 +82,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument(
         "--output", type=Path, metavar="FILE", help="write the key there (mode 600), not stdout"
     )
-    connection(create)
+    add_connection_arguments(create)
     create.set_defaults(func=run_create)
 
     listing = commands.add_parser("list", help="list the account's keys (never their secrets)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    connection(listing)
+    add_connection_arguments(listing)
     listing.set_defaults(func=run_list)
 
     delete = commands.add_parser("delete", help="delete a key, by id or by name")
     delete.add_argument("key", help="the key id, or its name if no other key has it")
-    connection(delete)
+    add_connection_arguments(delete)
     delete.set_defaults(func=run_delete)
 
 
-class KeyCommandError(Exception):
-    """A refusal of a key command, as one line for the user."""
-
-
-def _fail(message: str) -> int:
-    print(f"b2fs: {message}", file=sys.stderr)
-    return 1
-
-
-def _run(args: argparse.Namespace, job: Any) -> int:
-    """Connect with the given credentials and run ``await job(client)``; errors are one line."""
-    import trio
-
-    from b2fs.b2.client import B2Client
-    from b2fs.b2.credentials import load_credentials, resolve_endpoint
-    from b2fs.b2.errors import B2Error, CredentialsError
-
-    try:
-        credentials = load_credentials(key_file=args.key_file)
-        endpoint = resolve_endpoint(args.endpoint)
-    except CredentialsError as exc:
-        return _fail(str(exc))
-
-    async def main() -> int:
-        async with await B2Client.connect(
-            credentials.key_id, credentials.key, endpoint=endpoint
-        ) as client:
-            status: int = await job(client)
-            return status
-
-    try:
-        return trio.run(main)
-    except (KeyCommandError, B2Error, OSError) as exc:
-        return _fail(str(exc))
+KeyCommandError = CommandError
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -177,8 +140,8 @@ def run_create(args: argparse.Namespace) -> int:
         return 0
 
     if args.output is not None and args.output.exists():
-        return _fail(f"{args.output} exists; not overwriting it")
-    return _run(args, job)
+        return fail(f"{args.output} exists; not overwriting it")
+    return run_with_client(args, job)
 
 
 async def _bucket_names(client: B2Client) -> dict[str, str]:
@@ -216,7 +179,7 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"{row['id']}  {row['name']}  {scope}  {','.join(row['capabilities'])}")
         return 0
 
-    return _run(args, job)
+    return run_with_client(args, job)
 
 
 def run_delete(args: argparse.Namespace) -> int:
@@ -236,4 +199,4 @@ def run_delete(args: argparse.Namespace) -> int:
         print(f"b2fs: deleted key {deleted.key_name!r} (id {deleted.application_key_id})")
         return 0
 
-    return _run(args, job)
+    return run_with_client(args, job)
