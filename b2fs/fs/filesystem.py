@@ -542,6 +542,8 @@ class Filesystem:
         if directory.marker is not None:
             await self._remove_versions(directory.bucket, directory.marker.name, always_delete=True)
             directory.marker = None
+        elif staged is not None:
+            await self._remove_unconfirmed(staged, directory.bucket, staged.row.name)
 
     async def _remove_bucket(self, name: str) -> None:
         async with self.root.lock:
@@ -832,7 +834,10 @@ class Filesystem:
             await self.writeback.discard(entry)
         inode.unlinked = True
         remote = inode.remote
-        if remote is None or inode.bucket is None:
+        if inode.bucket is None:
+            return
+        if remote is None:
+            await self._remove_unconfirmed(entry, inode.bucket, inode.key)
             return
         if self.options.unlink == "delete" and inode.opens > 0:
             # Open handles still read this version: hide the name now, delete at last close.
@@ -957,6 +962,23 @@ class Filesystem:
                 await self.writeback.retarget(entry, bucket, new_key)
         if old_remote is not None:
             await self._remove_name(old_bucket, old_key, delete=self.options.unlink == "delete")
+        else:
+            await self._remove_unconfirmed(entry, old_bucket, old_key)
+
+    async def _remove_unconfirmed(self, entry: Entry | None, bucket: BucketRef, key: str) -> None:
+        """The name is going and no version of it is known: but if an upload to it was cut
+        off while under way, B2 may hold one all the same (see WriteBack)."""
+        if entry is None or (bucket.id, key) not in entry.unconfirmed:
+            return
+        try:
+            if entry.row.kind == "marker":
+                await self._remove_versions(bucket, key, always_delete=True)
+            else:
+                await self._remove_name(bucket, key, delete=self.options.unlink == "delete")
+        except Exception as exc:  # the name is gone here; do not fail the operation for it
+            log.warning(
+                "%s/%s may be left on B2 (its upload was cut off): %s", bucket.name, key, exc
+            )
 
     async def _rename_dir(
         self, source: Inode, target: Inode | None, bucket: BucketRef, new_prefix: str

@@ -24,6 +24,9 @@ Lifecycle:
   unheld, its bytes are copied into the block cache (small files) and the staging file removed.
 - A failed attempt keeps the row and is tried again after a backoff, forever: pending writes
   are never dropped. fsync reports the failure (EIO) but the data stays queued.
+- An upload cut off by a change while under way may have reached B2 all the same: its name
+  stays in ``Entry.unconfirmed``, so that the filesystem, removing or renaming the file, also
+  removes that name on B2 instead of assuming B2 never had it.
 
 Everything here runs on the trio thread; the journal and file I/O go to worker threads.
 Lock order: an entry has no lock; ``_modify`` serialises against its own upload by cancelling
@@ -114,6 +117,9 @@ class Entry:
     hurry: trio.Event = field(default_factory=trio.Event)  # ends the write-back delay at once
     owner: object = None  # the filesystem's inode, opaque here
     adopting: bool = False  # its bytes are being copied into the block cache (release)
+    # (bucket id, name) an upload was cut off at (by a change) while it was under way: B2 may
+    # hold that version although nobody was told of it.
+    unconfirmed: set[tuple[str, str]] = field(default_factory=set)
     needs_row: bool = False  # dirty, but journalling it failed: the next flush tries again
     sent: int = 0  # bytes a one-piece upload in flight has sent so far (progress, for status)
 
@@ -551,15 +557,20 @@ class WriteBack:
         try:
             async with self.slots:
                 await entry.file.fill_all()
-                return await self.store.upload_file(
-                    entry.row.bucket_id,
-                    entry.row.name,
-                    entry.file.path,
-                    entry.file.size,
-                    entry.row.content_type,
-                    entry.info(),
-                    progress=progress,
-                )
+                key = entry.key
+                try:
+                    return await self.store.upload_file(
+                        entry.row.bucket_id,
+                        entry.row.name,
+                        entry.file.path,
+                        entry.file.size,
+                        entry.row.content_type,
+                        entry.info(),
+                        progress=progress,
+                    )
+                except trio.Cancelled:
+                    entry.unconfirmed.add(key)  # B2 may have stored it before the cut
+                    raise
         finally:
             entry.sent = 0
 
