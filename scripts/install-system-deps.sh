@@ -11,6 +11,8 @@ PACKAGES="$PACKAGES git rsync sqlite3 tar rclone systemd e2fsprogs procps"
 # mount(8), setpriv and unshare (mount, util-linux), and strace to compare the daemon's
 # system calls with the unit's SystemCallFilter=.
 PACKAGES="$PACKAGES mount util-linux strace"
+# The notification tests make a self-signed certificate for the receiver's TLS.
+PACKAGES="$PACKAGES openssl"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
