@@ -12,8 +12,9 @@ each step the two trees must have the same names, types, modes, file sizes and f
 
 Names come from a three-letter alphabet, three levels deep, so operations collide often.
 Every test case (hypothesis example) runs on its own bucket and its own mount, with mount
-options drawn from a few choices (write-back delay, unlink mode); the block size is 64 KiB so
-that small files already span several blocks.
+options drawn from a few choices (write-back delay, unlink mode, directory and attribute
+timeouts: with 0, every lookup merges a fresh B2 listing with local state); the block size
+is 64 KiB so that small files already span several blocks.
 
 Allowed differences from POSIX on a local disk (not compared):
 
@@ -34,6 +35,7 @@ import errno
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -178,10 +180,18 @@ class MountVersusLocal(RuleBasedStateMachine):
     @initialize(
         delay=st.sampled_from(["0", "200ms", "1s"]),
         unlink=st.sampled_from(["hide", "delete"]),
+        dir_timeout=st.sampled_from(["10s", "0"]),
+        attr_timeout=st.sampled_from(["1s", "0"]),
     )
-    def start(self, delay: str, unlink: str) -> None:
+    def start(self, delay: str, unlink: str, dir_timeout: str, attr_timeout: str) -> None:
         self.b2.create_bucket(self.bucket)
-        self.options = [f"block_size={BLOCK}", f"writeback_delay={delay}", f"unlink={unlink}"]
+        self.options = [
+            f"block_size={BLOCK}",
+            f"writeback_delay={delay}",
+            f"unlink={unlink}",
+            f"dir_timeout={dir_timeout}",  # 0: every lookup merges a fresh listing from B2
+            f"attr_timeout={attr_timeout}",  # 0: the kernel asks b2fs every time
+        ]
         self.mount = self.mounter.mount(self.bucket, options=self.options)
 
     def teardown(self) -> None:
@@ -474,3 +484,38 @@ def test_mount_behaves_like_a_local_directory(b2: B2View, mounter: Mounter, tmp_
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         ),
     )
+
+
+def test_removing_a_file_whose_upload_b2_stored_but_not_yet_answered(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """Found by the model (a name came back after a remount): a file unlinked or renamed while
+    B2 had stored its upload but not yet answered cut the upload off, and b2fs assumed B2
+    never had it. The emulator here answers every request 0.3 s late, and each removal below
+    comes once B2 holds the upload: afterwards B2 holds only the renamed file's new name."""
+    emulator = emulator_factory(latency_ms=300)
+    b2 = B2View(emulator)
+    bucket_id = b2.create_bucket("slow-bucket")
+    mounter = Mounter(emulator, tmp_path)
+    try:
+        mount = mounter.mount("slow-bucket", options=["writeback_delay=0", "unlink=delete"])
+
+        def stored(name: str) -> None:  # on B2, the answer still on its way
+            deadline = time.monotonic() + 30
+            while emulator.app.store.latest_version(bucket_id, name) is None:
+                assert time.monotonic() < deadline, f"{name} never reached B2"
+                time.sleep(0.01)
+
+        (mount.path / "removed").write_bytes(b"gone")
+        stored("removed")
+        (mount.path / "removed").unlink()
+        (mount.path / "temp").write_bytes(b"renamed")
+        stored("temp")
+        (mount.path / "temp").rename(mount.path / "final")
+        assert os.listdir(mount.path) == ["final"]
+        mount.unmount()
+        assert set(b2.names(bucket="slow-bucket")) == {"final"}
+        assert b2.read("final", bucket="slow-bucket") == b"renamed"
+    finally:
+        problems = mounter.cleanup()
+    assert not problems, "\n".join(problems)
