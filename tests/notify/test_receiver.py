@@ -186,7 +186,7 @@ def test_tls_receiver(b2: B2View, mounter: Mounter, secret: Secret, tmp_path: Pa
     b.check_log()
 
 
-def test_the_secret_comes_from_a_private_file_or_a_systemd_credential(
+def test_start_refusals_and_the_secret_from_a_file_or_a_systemd_credential(
     b2: B2View,
     mounter: Mounter,
     secret: Secret,
@@ -221,3 +221,6 @@ def test_the_secret_comes_from_a_private_file_or_a_systemd_credential(
     assert post(b.url, body, secret.sign(body)) == 200
     assert post(b.url, body, None) == 401
     b.check_log()
+    # Every bucket at the root: an event names one bucket, and one rule serves one bucket.
+    every = mounter.mount("", options=["notify_listen=127.0.0.1:0"], expect_failure=True)
+    assert "notify_listen needs a BUCKET" in every.error  # type: ignore[attr-defined]
