@@ -24,13 +24,16 @@ Lifecycle:
   unheld, its bytes are copied into the block cache (small files) and the staging file removed.
 - A failed attempt keeps the row and is tried again after a backoff, forever: pending writes
   are never dropped. fsync reports the failure (EIO) but the data stays queued.
-- An upload cut off by a change while under way may have reached B2 all the same: its name
-  stays in ``Entry.unconfirmed``, so that the filesystem, removing or renaming the file, also
-  removes that name on B2 instead of assuming B2 never had it.
+- A removal (``discard``) or a rename (``retarget``) lets a one-piece upload already under
+  way finish rather than cut it off: B2 may store a cut-off upload all the same, after the
+  filesystem removed the name. A change of content does cut it off (the newer content is
+  uploaded next); the name such an upload went to stays in ``Entry.unconfirmed``, so that the
+  filesystem, removing or renaming the file, also removes that name on B2.
 
 Everything here runs on the trio thread; the journal and file I/O go to worker threads.
 Lock order: an entry has no lock; ``_modify`` serialises against its own upload by cancelling
-and awaiting it, and the filesystem core serialises operations on one inode.
+(or letting finish) and awaiting it, and the filesystem core serialises operations on one
+inode.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class Entry:
     hurry: trio.Event = field(default_factory=trio.Event)  # ends the write-back delay at once
     owner: object = None  # the filesystem's inode, opaque here
     adopting: bool = False  # its bytes are being copied into the block cache (release)
+    sending: bool = False  # a one-piece upload request is under way
     # (bucket id, name) an upload was cut off at (by a change) while it was under way: B2 may
     # hold that version although nobody was told of it.
     unconfirmed: set[tuple[str, str]] = field(default_factory=set)
@@ -305,13 +309,19 @@ class WriteBack:
         self._changed.set()
         return entry
 
-    async def _modify(self, entry: Entry) -> None:
-        """Call before any change of content or metadata (see the module docstring)."""
+    async def _modify(self, entry: Entry, *, let_upload_finish: bool = False) -> None:
+        """Call before any change of content or metadata (see the module docstring). With
+        ``let_upload_finish``, a one-piece upload already under way is awaited, not cut off:
+        its outcome is then known (a removal or rename must know whether B2 has the name)."""
         entry.version += 1
-        if entry.attempt is not None and not entry.attempt_large:
-            entry.attempt.cancel()
-            assert entry.attempt_done is not None
-            await entry.attempt_done.wait()
+        # A loop: an attempt that ends as it is cut off may start a rerun (it saw the version
+        # move), which must not run while the content changes either.
+        while entry.attempt is not None and not entry.attempt_large:
+            done = entry.attempt_done
+            assert done is not None
+            if not (let_upload_finish and entry.sending):
+                entry.attempt.cancel()
+            await done.wait()
         if not entry.dirty and not entry.discarded:
             entry.dirty = True
             entry.row.state = "open"
@@ -384,7 +394,7 @@ class WriteBack:
         if dirty:
             if entry.large is not None:
                 await self._abandon_large(entry)
-            await self._modify(entry)
+            await self._modify(entry, let_upload_finish=True)
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
         displaced = self.by_name.get((bucket.id, name))
@@ -403,7 +413,7 @@ class WriteBack:
             return
         if entry.large is not None:
             await self._abandon_large(entry)
-        await self._modify(entry)
+        await self._modify(entry, let_upload_finish=True)
         entry.discarded = True
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
@@ -558,6 +568,7 @@ class WriteBack:
             async with self.slots:
                 await entry.file.fill_all()
                 key = entry.key
+                entry.sending = True
                 try:
                     return await self.store.upload_file(
                         entry.row.bucket_id,
@@ -573,6 +584,7 @@ class WriteBack:
                     raise
         finally:
             entry.sent = 0
+            entry.sending = False
 
     async def _upload_large(self, entry: Entry) -> RemoteFile | None:
         row = entry.row
