@@ -302,6 +302,7 @@ async def serve(config: MountConfig, on_ready: Callable[[], None]) -> None:
             config.credentials.key,
             endpoint=config.endpoint,
             max_connections=max(64, options.upload_concurrency + options.download_concurrency),
+            max_idle_upload_urls=options.upload_concurrency,
             retry_policy=RetryPolicy(max_elapsed=options.retry_time),
         )
     except Exception:
@@ -446,7 +447,10 @@ class Shutdown:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for a failure to mount."""
+    """One line for a failure to mount (the first real error inside trio's exception
+    groups, not "Exceptions from Trio nursery")."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
     if isinstance(exc, MountError):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.EPERM:

@@ -77,6 +77,7 @@ from b2fs.b2.errors import (
     B2InvalidInput,
     B2NotFound,
     B2RangeNotSatisfiable,
+    B2SourceError,
     B2UnexpectedResponse,
     B2UploadTokenBusy,
 )
@@ -101,7 +102,7 @@ from b2fs.b2.models import (
     parse_list,
 )
 from b2fs.b2.retry import RetryPolicy, is_retryable
-from b2fs.b2.sources import DEFAULT_CHUNK_SIZE, BytesSource, UploadBody, UploadSource
+from b2fs.b2.sources import DEFAULT_CHUNK_SIZE, BytesSource, FileSource, UploadBody, UploadSource
 from b2fs.b2.stats import ClientStats
 from b2fs.b2.transport import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Redactor, Transport
 from b2fs.b2.upload_pool import LeasedUrl, UploadUrlPool
@@ -120,6 +121,15 @@ MAX_KEYS_PAGE = 10_000
 # Copies are done by B2 before it answers: give them far longer than other calls.
 COPY_TIMEOUT = httpx.Timeout(connect=10.0, read=1200.0, write=60.0, pool=120.0)
 UploadData = UploadSource | bytes | bytearray | memoryview
+
+
+def _on_trio_thread(sink: Callable[[memoryview], None]) -> Callable[[bytes], Awaitable[None]]:
+    """A thread sink called on the trio thread instead (the httpx path, in tests)."""
+
+    async def consume(chunk: bytes) -> None:
+        sink(memoryview(chunk))
+
+    return consume
 
 
 def _upload_retryable(exc: BaseException) -> bool:
@@ -232,6 +242,9 @@ class B2Client:
         self._user_agent = user_agent or f"b2fs/{__version__} httpx/{httpx.__version__}"
         self._read_timeout = timeout.read or 60.0
         self._download_threads = trio.CapacityLimiter(max_connections)
+        self._upload_threads = trio.CapacityLimiter(max_connections)
+        # The threaded bulk path talks HTTP itself: not when a test injects an httpx transport.
+        self._threads_allowed = transport is None
         self._transport = Transport(
             stats=self.stats,
             redactor=self._redactor,
@@ -978,6 +991,13 @@ class B2Client:
                     fetched = await self._with_auth(fetch_url)
                     leased = LeasedUrl(fetched, trio.current_time())
                 url = leased.url
+            if isinstance(source, FileSource) and self._threads_allowed:
+                result, sent_sha1 = await self._upload_file_threaded(
+                    endpoint, url, {**headers, "User-Agent": self._user_agent}, source, sha1
+                )
+                if leased is not None:
+                    pool.put(leased)
+                return result, sent_sha1
             body = UploadBody(
                 source, append_sha1=sha1 is None, chunk_size=self._chunk_size, endpoint=endpoint
             )
@@ -1001,6 +1021,54 @@ class B2Client:
         return await self.retry_policy.call(
             attempt, endpoint=endpoint, retryable=_upload_retryable, stats=self.stats
         )
+
+    async def _upload_file_threaded(
+        self,
+        endpoint: str,
+        url: UploadUrl,
+        headers: Mapping[str, str],
+        source: FileSource,
+        sha1: str | None,
+    ) -> tuple[dict[str, Any], str]:
+        """One upload attempt of a file range, sent from a worker thread (``threaded.py``)."""
+        self.stats.record_request(endpoint)
+        started = time.perf_counter()
+        try:
+            posted = await trio.to_thread.run_sync(
+                functools.partial(
+                    threaded.post_file,
+                    url.upload_url,
+                    {**headers, "Authorization": url.authorization_token},
+                    source.path,
+                    source.offset,
+                    source.size,
+                    append_sha1=sha1 is None,
+                    progress=source.progress,
+                    timeout=self._read_timeout,
+                ),
+                limiter=self._upload_threads,
+            )
+        except threaded.HttpBroken as broken:
+            raise self._transport.connection_error(
+                endpoint, broken, (url.authorization_token,)
+            ) from None
+        except threaded.SourceShort as short:
+            raise B2SourceError(
+                f"the upload source ended {short.missing} bytes before its declared size "
+                f"of {source.size} (was the file truncated?)",
+                endpoint,
+            ) from None
+        self.stats.bytes_uploaded += posted.sent
+        self._transport.log_exchange(endpoint, "POST", posted.status, started, posted.sent)
+        result = self._transport.json_answer(
+            endpoint, posted.status, posted.headers, posted.body, (url.authorization_token,)
+        )
+        if sha1 is not None and posted.sha1 != sha1:
+            raise B2SourceError(
+                f"the upload source changed: its SHA1 is {posted.sha1}, {sha1} was promised",
+                endpoint,
+            )
+        return result, posted.sha1
 
     # --- large files --------------------------------------------------------------------------
 
@@ -1461,6 +1529,11 @@ class B2Client:
         endpoint = "b2_download_file_by_id"
         validation.check_id(file_id, "file id", endpoint)
         validation.check_range(offset, length, endpoint)
+        if not self._threads_allowed:
+            await self._download_into(
+                CallbackSink(_on_trio_thread(sink)), file_id, None, None, offset, length
+            )
+            return
         progress = threaded.Progress()
 
         async def fetch(state: AuthState) -> None:
@@ -1496,11 +1569,8 @@ class B2Client:
                 raise self._transport.connection_error(endpoint, broken, (state.token,)) from None
             finally:
                 self.stats.bytes_downloaded += progress.received - before
-            log.debug(
-                "GET %s (threaded) -> %d bytes in %.1f ms",
-                endpoint,
-                progress.received - before,
-                (time.perf_counter() - started) * 1000,
+            self._transport.log_exchange(
+                endpoint, "GET", progress.status, started, progress.received - before
             )
 
         async def attempt(_: int) -> None:

@@ -233,9 +233,9 @@ class Transport:
             if not 200 <= response.status_code < 300:
                 with self._map_errors(endpoint, extra):
                     payload = await _read_limited(response)
-                self._log(endpoint, method, response.status_code, started)
+                self.log_exchange(endpoint, method, response.status_code, started)
                 raise self._error(endpoint, response, payload, extra)
-            self._log(endpoint, method, response.status_code, started)
+            self.log_exchange(endpoint, method, response.status_code, started)
             with self._map_errors(endpoint, extra):
                 yield response
         finally:
@@ -256,7 +256,7 @@ class Transport:
                 payload = await _read_limited(response)
             finally:
                 await response.aclose()
-        self._log(endpoint, request.method, response.status_code, started, len(payload))
+        self.log_exchange(endpoint, request.method, response.status_code, started, len(payload))
         if not response.is_success:
             raise self._error(endpoint, response, payload, extra)
         return response, payload
@@ -307,6 +307,21 @@ class Transport:
             endpoint, status, code, message, retry_after=_retry_after(response.headers)
         )
 
+    def json_answer(
+        self,
+        endpoint: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        extra: Iterable[str | None],
+    ) -> Any:
+        """The decoded JSON of an answer received outside httpx (``threaded.py``), or its
+        typed error, exactly as for any other answer."""
+        response = httpx.Response(status, headers=dict(headers), content=body)
+        if not response.is_success:
+            raise self._error(endpoint, response, body, extra)
+        return self._decode_json(endpoint, response, body)
+
     def error_for(
         self,
         endpoint: str,
@@ -334,7 +349,7 @@ class Transport:
     def _map_errors(self, endpoint: str, extra: Iterable[str | None]) -> _ErrorMapper:
         return _ErrorMapper(self, endpoint, tuple(extra))
 
-    def _log(
+    def log_exchange(
         self, endpoint: str, method: str, status: int, started: float, size: int | None = None
     ) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import mmap
 import os
+import queue
 import shutil
 import threading
 from collections import OrderedDict
@@ -307,7 +308,8 @@ class BlockCache:
 
 _ALIGN = 4096
 _direct = {"works": hasattr(os, "O_DIRECT")}
-_buffers = threading.local()
+_idle_buffers: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+IDLE_BUFFERS = 8
 
 
 def _write_block(path: Path, data: bytes) -> None:
@@ -316,33 +318,47 @@ def _write_block(path: Path, data: bytes) -> None:
     On these machines filling new page-cache pages costs about 2 ms of CPU per MiB (481 MB per
     CPU-second), which made the cache the largest CPU cost of a cold read; an O_DIRECT write
     from a reused aligned buffer measured 3,047 MB per CPU-second. The block is padded to the
-    alignment and truncated back. Filesystems without O_DIRECT (tmpfs) get a normal write."""
+    alignment and truncated back. Filesystems without O_DIRECT (tmpfs) get a normal write.
+    Aligned buffers are pooled (a few idle ones kept), not kept per thread."""
     if _direct["works"]:
         size = -(-len(data) // _ALIGN) * _ALIGN
-        buffer = getattr(_buffers, "buffer", None)
-        if buffer is None or len(buffer) < size:
-            buffer = _buffers.buffer = mmap.mmap(-1, max(size, _ALIGN))
-        buffer[: len(data)] = data
-        buffer[len(data) : size] = bytes(size - len(data))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            _direct["works"] = False
-        else:
-            try:
-                with memoryview(buffer) as view:
-                    written = os.write(fd, view[:size])
-                if written != size:
-                    raise OSError(errno.EIO, f"short write to the block cache ({written} bytes)")
-                if size != len(data):
-                    os.ftruncate(fd, len(data))
-            finally:
-                os.close(fd)
-            return
+            buffer = _idle_buffers.get_nowait()
+        except queue.Empty:
+            buffer = mmap.mmap(-1, max(size, _ALIGN))
+        if len(buffer) < size:
+            buffer = mmap.mmap(-1, size)
+        try:
+            if _write_direct(path, buffer, data, size):
+                return
+        finally:
+            if _idle_buffers.qsize() < IDLE_BUFFERS:
+                _idle_buffers.put(buffer)
     with path.open("wb") as f:
         f.write(data)
+
+
+def _write_direct(path: Path, buffer: mmap.mmap, data: bytes, size: int) -> bool:
+    """The O_DIRECT write; False when the filesystem refuses O_DIRECT (then never again)."""
+    buffer[: len(data)] = data
+    buffer[len(data) : size] = bytes(size - len(data))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        _direct["works"] = False
+        return False
+    try:
+        with memoryview(buffer) as view:
+            written = os.write(fd, view[:size])
+        if written != size:
+            raise OSError(errno.EIO, f"short write to the block cache ({written} bytes)")
+        if size != len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+    return True
 
 
 def _pread(path: Path, offset: int, length: int) -> bytes:

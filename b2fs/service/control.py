@@ -50,9 +50,17 @@ def runtime_dir() -> Path:
     return Path(f"/tmp/b2fs-{os.geteuid()}")
 
 
+SOCKET_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+
+
 def socket_path(mountpoint: Path) -> Path:
     real = os.path.realpath(mountpoint)
-    return runtime_dir() / (hashlib.sha1(real.encode()).hexdigest()[:16] + ".sock")
+    name = hashlib.sha1(real.encode()).hexdigest()[:16] + ".sock"
+    path = runtime_dir() / name
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        # A runtime directory too deep for a Unix socket: the per-user fallback instead.
+        path = Path(f"/tmp/b2fs-{os.geteuid()}") / name
+    return path
 
 
 def _peer_uid(sock: trio.socket.SocketType) -> int:

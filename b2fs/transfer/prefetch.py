@@ -179,17 +179,21 @@ class BlockFetcher:
         """Download blocks first..last (the caller holds a download slot) into the cache.
 
         The blocks are in ``_inflight`` for the duration (``events`` when the caller has
-        already claimed them). Returns the blocks' bytes."""
+        already claimed them). Returns the first block's bytes (what a demand read waits
+        for); the others are only in the cache, so a long run holds one block in memory."""
         if events is None:
             events = self._claim(file_id, first, last)
         start = first * self.block_size
         end = min((last + 1) * self.block_size, file_size)
         got: dict[int, bytes] = {}
+        committed = [0]
         assembly = _BlockAssembly(first, last, file_size, self.block_size)
 
         def arrived(index: int, data: bytes, stored: bool) -> None:  # on the trio thread
             self.cache.commit(file_id, index, data, stored=stored)
-            got[index] = data
+            committed[0] += len(data)
+            if index == first:
+                got[index] = data
             self._release(file_id, index, events)
 
         def sink(view: memoryview) -> None:  # in the download's worker thread
@@ -202,7 +206,7 @@ class BlockFetcher:
             await self.store.read_range(file_id, start, end, sink)
             self._count(end - start)
         finally:
-            self.cache.unreserve(end - start - sum(len(data) for data in got.values()))
+            self.cache.unreserve(end - start - committed[0])
             for remaining in list(events):
                 self._release(file_id, remaining, events)
         return got

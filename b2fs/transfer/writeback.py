@@ -61,6 +61,7 @@ from b2fs.objectstore import (
     RemoteFile,
 )
 from b2fs.transfer import parts
+from b2fs.transfer.copy import server_copy
 from b2fs.transfer.journal import Journal, JournalRow
 from b2fs.transfer.prefetch import BlockFetcher
 from b2fs.transfer.staging import StagedFile
@@ -642,12 +643,8 @@ class WriteBack:
         """A large file's info is fixed when it starts; if the metadata changed while it was
         written (its mtime always does), replace it with a server-side copy (no download)."""
         assert finished.file_id is not None
-        fixed = await self.store.copy_file(
-            finished.file_id,
-            entry.row.name,
-            bucket_id=entry.row.bucket_id,
-            content_type=finished.content_type or entry.row.content_type,
-            info=entry.info(),
+        fixed = await server_copy(
+            self.store, finished, entry.row.bucket_id, entry.row.name, info=entry.info()
         )
         try:
             await self.store.delete_version(finished.name, finished.file_id)

@@ -198,3 +198,21 @@ async def test_a_subtree_too_big_for_one_listing_falls_back_to_folders(
     assert len(found) == 5 + 40
     # Folders the partial listing covered were applied; the rest were listed one by one.
     assert core.fs.inode(await core.ino("big")).subtree_too_big
+
+
+async def test_a_copy_above_the_copy_limit_is_assembled_from_parts(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from b2fs.transfer.copy import server_copy
+
+    monkeypatch.setattr("b2fs.transfer.copy.MAX_COPY", 5_000_000)  # B2's is 5 GB
+    data = bytes(range(256)) * 48_000  # 12.3 MB: three parts
+    await core.upload("big", data)
+    (source,) = [v async for v in core.store.list_names(core.bucket.id, "big", None)]
+    before = core.calls("b2_copy_part")
+    copied = await server_copy(
+        core.store, source, core.bucket.id, "copy", info={"src_last_modified_millis": "7"}
+    )
+    assert core.calls("b2_copy_part") - before == 3
+    assert copied.info["src_last_modified_millis"] == "7"
+    assert await core.client.download_bytes_by_name("core-bucket", "copy") == data

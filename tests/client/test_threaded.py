@@ -1,4 +1,4 @@
-"""download_range_threaded: the bulk-data path, against the emulator over real HTTP."""
+"""The threaded bulk-data path (downloads and file uploads), against the emulator over HTTP."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import hashlib
 import logging
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
-from b2fs.b2 import B2Client, Bucket
-from b2fs.b2.errors import B2ChecksumMismatch, B2NotFound, B2RangeNotSatisfiable
+from b2fs.b2 import B2Client, Bucket, FileSource
+from b2fs.b2.errors import (
+    B2ChecksumMismatch,
+    B2NotFound,
+    B2RangeNotSatisfiable,
+    B2SourceError,
+)
 from b2fs.emulator import Emulator
 
 from .conftest import calls
@@ -109,3 +115,34 @@ async def test_a_whole_file_is_checked_against_its_sha1(
         await client.download_range_threaded(
             version.file_id, Collector(), offset=0, length=len(data)
         )
+
+
+async def test_file_uploads_go_from_a_thread_and_survive_faults(
+    emulator: Emulator, client: B2Client, bucket: Bucket, tmp_path: Path
+) -> None:
+    data = os.urandom(6 * 1024 * 1024 + 5)
+    path = tmp_path / "staging"
+    path.write_bytes(data)
+    emulator.faults.script("upload", "reset", count=1)
+    emulator.faults.script("upload", "503", count=1)
+    version = await client.upload_file(bucket.bucket_id, "f", FileSource(path))
+    assert version.sha1 == hashlib.sha1(data).hexdigest()
+    assert calls(emulator, "b2_get_upload_url") == 3  # a fresh URL after each failure
+    started = await client.start_large_file(bucket.bucket_id, "large")
+    assert started.file_id is not None
+    emulator.faults.script("upload", "reset", count=1)
+    part = await client.upload_part(started.file_id, 1, FileSource(path, 0, 5_000_000))
+    assert part.content_sha1 == hashlib.sha1(data[:5_000_000]).hexdigest()
+    assert await client.download_bytes_by_id(version.file_id or "") == data
+
+
+async def test_a_file_shorter_than_declared_is_not_retried(
+    emulator: Emulator, client: B2Client, bucket: Bucket, tmp_path: Path
+) -> None:
+    path = tmp_path / "staging"
+    path.write_bytes(b"x" * 10_000)
+    source = FileSource(path)
+    path.write_bytes(b"x" * 100)
+    with pytest.raises(B2SourceError, match="ended 9900 bytes before"):
+        await client.upload_file(bucket.bucket_id, "f", source)
+    assert calls(emulator, "b2_upload_file") <= 1
