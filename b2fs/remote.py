@@ -14,11 +14,8 @@ marked as changing until then.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-
-import trio
 
 from b2fs.b2.client import B2Client
 from b2fs.b2.models import Bucket, FileVersion, Part
@@ -26,15 +23,6 @@ from b2fs.b2.sources import FileSource
 from b2fs.objectstore import BucketRef, KeyScope, OwnChanges, RemoteFile, UploadedPart
 
 _PAGE = 10_000  # the largest page B2 allows: fewest list calls
-SMALL_UPLOAD = 1 << 20  # uploaded from memory, its SHA1 computed before sending
-
-
-def _read_and_hash(path: Path, size: int) -> tuple[bytes, str]:
-    with open(path, "rb") as f:
-        data = f.read(size)
-    if len(data) != size:
-        raise OSError(f"staging file {path.name} is shorter than its {size} bytes")
-    return data, hashlib.sha1(data).hexdigest()
 
 
 def to_remote(version: FileVersion) -> RemoteFile:
@@ -129,18 +117,6 @@ class B2ObjectStore:
         progress: Callable[[int], None] | None = None,
     ) -> RemoteFile:
         self.mutations += 1
-        if size <= SMALL_UPLOAD:
-            # One worker-thread trip reads and hashes it; the SHA1 then goes up front, so the
-            # request needs no trailing digest (fewer sends, no per-chunk thread trips).
-            data, sha1 = await trio.to_thread.run_sync(_read_and_hash, path, size)
-            with self.own.changing(bucket_id, name):
-                version = await self.client.upload_file(
-                    bucket_id, name, data, sha1=sha1, content_type=content_type, file_info=info
-                )
-                self.own.made(version.file_id)
-            if progress is not None:
-                progress(size)
-            return to_remote(version)
         with self.own.changing(bucket_id, name):
             version = await self.client.upload_file(
                 bucket_id,
