@@ -23,6 +23,7 @@ systemd's ``Restart=`` meets after a crash or a watchdog kill) is cleared with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -31,6 +32,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,29 +141,55 @@ def check_mountpoint(mountpoint: Path) -> None:
 
 
 class CacheLock:
-    """An exclusive lock on a cache directory: two daemons must never share a journal."""
+    """An exclusive lock on a cache directory: two daemons must never share a journal.
+
+    A daemon whose FUSE session has ended but that is still closing (stopping its transfers,
+    closing the journal) says so in ``stopping``; a new mount then waits for it, up to
+    ``STOP_WAIT`` seconds, instead of failing (a remount right after ``b2fs unmount``)."""
+
+    STOP_WAIT = 60.0
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "lock"
+        self.stopping_path = directory / "stopping"
         self.fd = -1
 
     def acquire(self) -> None:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
-            os.close(self.fd)
-            self.fd = -1
-            raise MountError(
-                f"the cache directory {self.path.parent} is in use by another b2fs mount"
-                + (f" (pid {holder})" if holder else "")
-            ) from None
+        deadline = time.monotonic() + self.STOP_WAIT
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+                if self._holder_stopping(holder) and time.monotonic() < deadline:
+                    time.sleep(0.05)  # it is closing: it lets go within moments
+                    continue
+                os.close(self.fd)
+                self.fd = -1
+                raise MountError(
+                    f"the cache directory {self.path.parent} is in use by another b2fs mount"
+                    + (f" (pid {holder})" if holder else "")
+                ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        self.stopping_path.unlink(missing_ok=True)
+
+    def _holder_stopping(self, holder: str) -> bool:
+        try:
+            return bool(holder) and self.stopping_path.read_text().strip() == holder
+        except OSError:
+            return False
+
+    def mark_stopping(self) -> None:
+        """The FUSE session has ended: what is left is closing down."""
+        with contextlib.suppress(OSError):
+            self.stopping_path.write_text(f"{os.getpid()}\n")
 
     def release(self) -> None:
         if self.fd >= 0:
+            self.stopping_path.unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = -1
 
@@ -295,7 +323,7 @@ async def serve(config: MountConfig, on_ready: Callable[[], None]) -> None:
     cache_dir = config.cache_dir or default_cache_dir(config.source, config.endpoint)
     cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = CacheLock(cache_dir)
-    lock.acquire()
+    await trio.to_thread.run_sync(lock.acquire)  # may wait for a daemon that is closing
     try:
         client = await B2Client.connect(
             config.credentials.key_id,
@@ -309,14 +337,18 @@ async def serve(config: MountConfig, on_ready: Callable[[], None]) -> None:
         lock.release()
         raise
     try:
-        await _serve_with(client, config, cache_dir, on_ready)
+        await _serve_with(client, config, cache_dir, on_ready, lock.mark_stopping)
     finally:
         await client.aclose()
         lock.release()
 
 
 async def _serve_with(
-    client: B2Client, config: MountConfig, cache_dir: Path, on_ready: Callable[[], None]
+    client: B2Client,
+    config: MountConfig,
+    cache_dir: Path,
+    on_ready: Callable[[], None],
+    on_session_end: Callable[[], None],
 ) -> None:
     options = config.options
     store = B2ObjectStore(client)
@@ -399,6 +431,7 @@ async def _serve_with(
                 await pyfuse3.main()
             finally:
                 pyfuse3.close(unmount=True)
+                on_session_end()
                 nursery.cancel_scope.cancel()
         pending = fs.writeback.pending
         if pending:

@@ -41,7 +41,6 @@ Nothing here logs or raises a key or a token; the per-request DEBUG lines come f
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -1034,19 +1033,17 @@ class B2Client:
         self.stats.record_request(endpoint)
         started = time.perf_counter()
         try:
-            posted = await trio.to_thread.run_sync(
-                functools.partial(
-                    threaded.post_file,
-                    url.upload_url,
-                    {**headers, "Authorization": url.authorization_token},
-                    source.path,
-                    source.offset,
-                    source.size,
-                    append_sha1=sha1 is None,
-                    progress=source.progress,
-                    timeout=self._read_timeout,
-                ),
-                limiter=self._upload_threads,
+            posted = await threaded.run_stoppable(
+                threaded.post_file,
+                self._upload_threads,
+                url=url.upload_url,
+                headers={**headers, "Authorization": url.authorization_token},
+                path=source.path,
+                offset=source.offset,
+                length=source.size,
+                append_sha1=sha1 is None,
+                progress=source.progress,
+                timeout=self._read_timeout,
             )
         except threaded.HttpBroken as broken:
             raise self._transport.connection_error(
@@ -1548,18 +1545,16 @@ class B2Client:
             self.stats.record_request(endpoint)
             started = time.perf_counter()
             try:
-                await trio.to_thread.run_sync(
-                    functools.partial(
-                        threaded.fetch_range,
-                        url,
-                        {"Authorization": state.token, "User-Agent": self._user_agent},
-                        start,
-                        want,
-                        sink,
-                        progress,
-                        timeout=self._read_timeout,
-                    ),
-                    limiter=self._download_threads,
+                await threaded.run_stoppable(
+                    threaded.fetch_range,
+                    self._download_threads,
+                    url=url,
+                    headers={"Authorization": state.token, "User-Agent": self._user_agent},
+                    offset=start,
+                    length=want,
+                    sink=sink,
+                    progress=progress,
+                    timeout=self._read_timeout,
                 )
             except threaded.HttpFailure as failure:
                 raise self._transport.error_for(

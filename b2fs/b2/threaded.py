@@ -34,11 +34,16 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import outcome
+import trio
 
 BUFFER_SIZE = 1 << 20
 MAX_ERROR_BODY = 64 * 1024
 
 _local = threading.local()
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +71,10 @@ class HttpFailure(Exception):
 
 class HttpBroken(Exception):
     """No complete answer: refused, reset, timed out or cut short."""
+
+
+class Stopped(Exception):
+    """The caller gave up (it was cancelled): the transfer ended early, on purpose."""
 
 
 class SourceShort(Exception):
@@ -126,8 +135,10 @@ def fetch_range(
     *,
     timeout: float = 60.0,
     verify_whole_file: bool = True,
+    stop: threading.Event | None = None,
 ) -> None:
-    """GET bytes [offset, offset+length) of ``url`` into ``sink`` (see the module docstring)."""
+    """GET bytes [offset, offset+length) of ``url`` into ``sink`` (see the module docstring).
+    ``stop``, once set, ends the transfer at the next chunk (:class:`Stopped`)."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme
     port = parts.port or (443 if scheme == "https" else 80)
@@ -153,7 +164,7 @@ def fetch_range(
             raise HttpFailure(response.status, response.reason, dict(response.getheaders()), body)
         _check_answer(response, offset, progress)
         skip = offset if response.status == 200 else 0  # a whole file sent for a range
-        _stream(response, skip, length, sink, progress, verify_whole_file and offset == 0)
+        _stream(response, skip, length, sink, progress, verify_whole_file and offset == 0, stop)
         if response.will_close or not response.isclosed():
             _drop(origin)  # closing, or more body than asked for (a whole file for a range)
     except (OSError, http.client.HTTPException) as exc:
@@ -193,6 +204,7 @@ def _stream(
     sink: Callable[[memoryview], None],
     progress: Progress,
     may_verify: bool,
+    stop: threading.Event | None,
 ) -> None:
     whole = (
         may_verify
@@ -204,7 +216,7 @@ def _stream(
     if whole:
         progress.hasher = hashlib.sha1()
     with _buffer() as buffer:
-        _read_body(response, buffer, skip, length, sink, progress)
+        _read_body(response, buffer, skip, length, sink, progress, stop)
 
 
 def _read_body(
@@ -214,9 +226,12 @@ def _read_body(
     length: int,
     sink: Callable[[memoryview], None],
     progress: Progress,
+    stop: threading.Event | None,
 ) -> None:
     left = length
     while left > 0:
+        if stop is not None and stop.is_set():
+            raise Stopped()
         n = response.readinto(buffer)
         if not n:
             raise HttpBroken(f"the answer ended {left} bytes early")
@@ -255,6 +270,7 @@ def post_file(
     append_sha1: bool,
     progress: Callable[[int], None] | None = None,
     timeout: float = 60.0,
+    stop: threading.Event | None = None,
 ) -> Posted:
     """POST ``length`` bytes of ``path`` from ``offset`` (see the module docstring). A 2xx or
     not, the answer is returned; only a broken exchange raises (:class:`HttpBroken`)."""
@@ -277,6 +293,8 @@ def post_file(
             with _buffer() as buffer:
                 left = length
                 while left > 0:
+                    if stop is not None and stop.is_set():
+                        raise Stopped()  # the request is cut short: B2 stores nothing
                     n = source.readinto(buffer[: min(left, len(buffer))])
                     if not n:
                         raise SourceShort(left)
@@ -304,6 +322,33 @@ def post_file(
         raise
 
 
+async def run_stoppable(fn: Callable[..., T], limiter: trio.CapacityLimiter, **kwargs: object) -> T:
+    """Run ``fn(stop=event, **kwargs)`` in a worker thread. If the calling task is cancelled,
+    ``event`` is set and the cancellation waits (shielded) until the thread has stopped,
+    within one chunk: nothing of the transfer goes on behind the caller's back (an upload
+    never reads its source after its attempt was cancelled)."""
+    stop = threading.Event()
+    finished = trio.Event()
+    result: list[outcome.Outcome[T]] = []
+
+    def work() -> None:
+        try:
+            result.append(outcome.capture(fn, stop=stop, **kwargs))
+        finally:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(finished.set)
+
+    try:
+        await trio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    except trio.Cancelled:
+        stop.set()
+        with trio.CancelScope(shield=True):
+            await finished.wait()
+        raise
+    await finished.wait()
+    return result[0].unwrap()
+
+
 def sha1_mismatch(progress: Progress) -> str | None:
     """After a whole-file download: the SHA1 computed, if it differs from B2's."""
     if progress.hasher is None or progress.sha1 is None:
@@ -318,7 +363,9 @@ __all__ = [
     "Posted",
     "Progress",
     "SourceShort",
+    "Stopped",
     "fetch_range",
     "post_file",
+    "run_stoppable",
     "sha1_mismatch",
 ]

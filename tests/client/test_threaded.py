@@ -7,8 +7,10 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 from b2fs.b2 import B2Client, Bucket, FileSource
 from b2fs.b2.errors import (
@@ -19,7 +21,7 @@ from b2fs.b2.errors import (
 )
 from b2fs.emulator import Emulator
 
-from .conftest import calls
+from .conftest import calls, connect_to
 
 
 class Collector:
@@ -146,3 +148,38 @@ async def test_a_file_shorter_than_declared_is_not_retried(
     with pytest.raises(B2SourceError, match="ended 9900 bytes before"):
         await client.upload_file(bucket.bucket_id, "f", source)
     assert calls(emulator, "b2_upload_file") <= 1
+
+
+async def test_a_cancelled_upload_stops_reading_its_source(
+    emulator_factory: Any, tmp_path: Path
+) -> None:
+    slow = emulator_factory(bandwidth_mbps=8)  # 1 MB/s: the upload lasts seconds
+    async with await connect_to(slow) as client:
+        bucket = await client.create_bucket("slow-bucket")
+        path = tmp_path / "staging"
+        path.write_bytes(os.urandom(6_000_000))
+        started = trio.Event()
+        read_after_cancel: list[int] = []
+        cancelled = [False]
+
+        def progress(sent: int) -> None:
+            if cancelled[0]:
+                read_after_cancel.append(sent)
+            if sent:
+                trio.from_thread.run_sync(started.set)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+
+                async def upload() -> None:
+                    await client.upload_file(
+                        bucket.bucket_id, "f", FileSource(path, progress=progress)
+                    )
+
+                nursery.start_soon(upload)
+                await started.wait()
+                cancelled[0] = True
+                nursery.cancel_scope.cancel()
+        # The thread stopped at once: at most the chunk being read when it was told.
+        assert len(read_after_cancel) <= 1
+        assert [v async for v in client.list_file_names(bucket.bucket_id)] == []
