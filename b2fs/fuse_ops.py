@@ -23,9 +23,11 @@ import trio
 
 from b2fs.fs.attrs import Attributes
 from b2fs.fs.errors import FsError, to_fs_error
-from b2fs.fs.filesystem import Filesystem
+from b2fs.fs.filesystem import XATTR_PREFIX, Filesystem
 
 log = logging.getLogger(__name__)
+
+_XATTR_PREFIX = XATTR_PREFIX.encode()
 
 
 def _fail(operation: str, exc: BaseException) -> pyfuse3.FUSEError:
@@ -290,6 +292,11 @@ class Operations(pyfuse3.Operations):
     # -- extended attributes --------------------------------------------------------------
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not name.startswith(_XATTR_PREFIX):
+            # ls -l asks for security.selinux and system.posix_acl_access on every file:
+            # answered here, without the core or the error machinery (half of the cost of
+            # an ls -lR was these two calls per file).
+            raise pyfuse3.FUSEError(errno.ENODATA)
         try:
             return await self.fs.getxattr(inode, name)
         except Exception as exc:

@@ -2,7 +2,8 @@
 
 :func:`collect` walks a scan in order and collapses every name that has the delimiter after
 the prefix into one folder row (the prefix through that first delimiter), jumping past the
-folder's names in one step. It gathers ``limit + 1`` entries: the extra one, when present,
+folder's names in one step (batches start small after a jump, so a listing of 100 folders
+of 100 names reads a few hundred rows, not 100 batches of a thousand). It gathers ``limit + 1`` entries: the extra one, when present,
 tells the next cursor (``nextFileName``, and ``nextFileId`` for versions), which is always the
 name (and id) of a real next entry, so restarting there continues exactly where paging left.
 """
@@ -36,8 +37,15 @@ def collect(
         cursor, key = start_name, start_key
     want = limit + 1
     entries: list[Entry] = []
+    # With a delimiter, a batch may end at the first row (a folder to jump past), so batches
+    # start small after a jump and double while rows are plain names: a folder never costs a
+    # scan of a thousand rows it skips.
+    delimited_batch = 8
     while len(entries) < want:
-        batch = min(max(want - len(entries), 1), 1000) if not delimiter else min(want, 1000)
+        if delimiter:
+            batch = min(delimited_batch, want, 1000)
+        else:
+            batch = min(max(want - len(entries), 1), 1000)
         rows = scan(cursor, key, end, batch)
         if not rows:
             break
@@ -57,7 +65,9 @@ def collect(
             if len(entries) >= want:
                 return entries
         if jumped:
+            delimited_batch = 8
             continue
+        delimited_batch *= 2
         if len(rows) < batch:
             break
         last = rows[-1]
