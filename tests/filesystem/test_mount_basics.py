@@ -351,3 +351,15 @@ def test_mount_failures_say_why(b2: B2View, mounter: Mounter, tmp_path: Path) ->
     failed = mounter.mount(BUCKET, mountpoint=tmp_path / "missing-dir", expect_failure=True)
     failed = mounter.mount(BUCKET, options=["cache_size=lots"], expect_failure=True)
     assert "cache_size" in failed.error  # type: ignore[attr-defined]
+
+
+def test_the_block_cache_is_reused_after_a_remount(b2: B2View, mounter: Mounter) -> None:
+    data = os.urandom(3 << 20)
+    b2.upload("cached.bin", data)
+    mount = mounter.mount(BUCKET)
+    assert (mount.path / "cached.bin").read_bytes() == data
+    mount.unmount()
+    downloads = b2.calls().get("b2_download_file_by_id", 0)
+    mount = mounter.remount(mount)  # same cache directory
+    assert (mount.path / "cached.bin").read_bytes() == data
+    assert b2.calls().get("b2_download_file_by_id", 0) == downloads  # served from disk
