@@ -3,9 +3,10 @@
 :func:`collect` walks a scan in order and collapses every name that has the delimiter after
 the prefix into one folder row (the prefix through that first delimiter), jumping past the
 folder's names in one step (batches start small after a jump, so a listing of 100 folders
-of 100 names reads a few hundred rows, not 100 batches of a thousand). It gathers ``limit + 1`` entries: the extra one, when present,
-tells the next cursor (``nextFileName``, and ``nextFileId`` for versions), which is always the
-name (and id) of a real next entry, so restarting there continues exactly where paging left.
+of 100 names reads a few hundred rows, not 100 batches of a thousand). It gathers
+``limit + 1`` entries: the extra one, when present, tells the next cursor
+(``nextFileName``, and ``nextFileId`` for versions), which is always the name (and id) of a
+real next entry, so restarting there continues exactly where paging left.
 """
 
 from __future__ import annotations
