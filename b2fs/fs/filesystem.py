@@ -879,17 +879,27 @@ class Filesystem:
         up_to_ms: int | None = None,
     ) -> None:
         """Delete every version of ``name`` (up to a time); without deleteFiles, hide it
-        when ``always_delete`` (our own markers), else refuse."""
+        when ``always_delete`` (our own markers), else refuse.
+
+        Oldest first: B2 shows a name as its newest version, so while the versions go, what
+        others see stays what it was (the current content, or the hide marker of a file
+        unlinked while open) until the last one goes. Newest first, an older content (or a
+        hidden name) would show for a moment: a listing then could show a removed name."""
         if not self.store.scope.allows("deleteFiles"):
             if always_delete:
                 await self._remove_name(bucket, name, delete=False)
                 return
             raise FsError(errno.EACCES, "the key may not delete files (deleteFiles)")
-        async for version in self.store.list_versions(bucket.id, name, None):
-            if version.name != name or version.file_id is None:
-                continue
-            if up_to_ms is not None and version.upload_ms > up_to_ms:
-                continue  # a newer file of the same name: not ours to delete
+        doomed = [
+            version
+            async for version in self.store.list_versions(bucket.id, name, None)
+            if version.name == name
+            and version.file_id is not None
+            # a newer file of the same name is not ours to delete
+            and (up_to_ms is None or version.upload_ms <= up_to_ms)
+        ]
+        for version in reversed(doomed):  # B2 lists a name's versions newest first
+            assert version.file_id is not None
             with suppress(B2NotFound):
                 await self.store.delete_version(version.name, version.file_id)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 import pytest
 import trio
 
 from b2fs.fs.errors import FsError
 from b2fs.fs.inodes import ROOT_INODE
-from core.conftest import Core
+from core.conftest import Core, make_core
 
 
 async def test_lookup_counts_and_forget(core: Core) -> None:
@@ -216,3 +218,38 @@ async def test_a_copy_above_the_copy_limit_is_assembled_from_parts(
     assert core.calls("b2_copy_part") - before == 3
     assert copied.info["src_last_modified_millis"] == "7"
     assert await core.client.download_bytes_by_name("core-bucket", "copy") == data
+
+
+async def test_removing_a_name_never_shows_an_older_version_or_brings_the_name_back(
+    core: Core, tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the model (with unlink=delete, a file unlinked while open came back in a
+    listing as its last handle closed). B2 shows a name as its newest version: after every
+    single deletion, what a listing shows must still be the current content (before unlink
+    returns) or nothing (after it returned)."""
+    fs = await make_core(
+        core.emulator, tmp_path / "deleting", nursery, core.client, unlink="delete"
+    )
+    for name in ("open", "closed"):
+        await core.upload(name, b"old")
+        await core.upload(name, b"current")
+    seen: list[tuple[str, bytes]] = []  # (name, content) a listing showed after a deletion
+    delete_version = fs.store.delete_version
+
+    async def delete_then_look(name: str, file_id: str) -> None:
+        await delete_version(name, file_id)
+        async for remote in core.store.list_names(core.bucket.id, "", None):
+            data = await core.client.download_bytes_by_name("core-bucket", remote.name)
+            seen.append((remote.name, data))
+
+    monkeypatch.setattr(fs.store, "delete_version", delete_then_look)
+    fh, _ = await fs.open((await fs.lookup(ROOT_INODE, b"open")).ino, os.O_RDONLY)
+    await fs.unlink(ROOT_INODE, b"open")  # hidden at once; its versions go at the last close
+    await fs.unlink(ROOT_INODE, b"closed")  # its versions go now
+    assert await fs.read(fh, 0, 100) == b"current"
+    await fs.release(fh)
+
+    assert [v async for v in core.store.list_versions(core.bucket.id, "", None)] == []
+    assert {name for name, _ in seen} <= {"closed"}, "an unlinked-while-open name came back"
+    assert all(data == b"current" for _, data in seen), "an older version showed"
+    assert seen, "the deletions of 'closed' were not observed"
