@@ -20,7 +20,9 @@ Merge rules:
   for reading that another client replaced keeps its inode and version for its handles, and
   the name gets a new inode (so the kernel's pages of the two versions never mix).
 - A child missing from the listing disappears unless it is staged, a directory with local
-  content, or a directory made here whose marker is still queued.
+  content, a directory made here whose marker is still queued, or something an upload of
+  this mount put on B2 after the listing was asked for (``Inode.landed_at``): its staged
+  entry may be gone by the time the answer arrives, while the answer predates it.
 - A name that is both a file and a folder shows the folder (the file stays on B2; docs say so).
 
 The key's name-prefix restriction shapes what a directory may list (``scoped_prefix``): above
@@ -169,10 +171,11 @@ class DirectoryLister:
                 return  # someone else listed it while we waited
             for _ in range(_STALE_RETRIES):
                 generation, announced = directory.generation, directory.announced
+                asked = trio.current_time()
                 listed, marker = await self._fetch(directory)
                 if directory.generation == generation:
                     break
-            self._merge(directory, listed, marker)
+            self._merge(directory, listed, marker, asked)
             current = directory.announced == announced
             directory.listed_at = trio.current_time() if current else -math.inf
 
@@ -227,6 +230,7 @@ class DirectoryLister:
             return
         async with directory.list_lock:
             before = _generations(directory)
+            asked = trio.current_time()
             folders: dict[str, tuple[dict[str, Listed], list[RemoteFile | None]]] = {}
             last = ""
             count = 0
@@ -251,7 +255,7 @@ class DirectoryLister:
                     continue  # changed here meanwhile: listed again on its own later
                 listed, marker = folders[prefix]
                 self._add_local(folder, listed)
-                self._merge(folder, listed, marker[0])
+                self._merge(folder, listed, marker[0], asked)
                 folder.listed_at = now
 
     def _too_big(self, directory: Inode) -> None:
@@ -310,13 +314,18 @@ class DirectoryLister:
                 yield component, kind
 
     def _merge(
-        self, directory: Inode, listed: dict[str, Listed], marker: RemoteFile | None
+        self,
+        directory: Inode,
+        listed: dict[str, Listed],
+        marker: RemoteFile | None,
+        asked: float,
     ) -> None:
+        """Apply a listing asked for at trio time ``asked``."""
         directory.marker = marker
         for name, child in list(directory.children.items()):
             seen = listed.get(name)
             if seen is None:
-                if not self._keep_unlisted(child):
+                if not self._keep_unlisted(child, asked):
                     self.detach(directory, name)
                 continue
             if seen.kind is not child.kind and child.staged is None:
@@ -349,9 +358,11 @@ class DirectoryLister:
             and latest.file_id != child.remote.file_id
         )
 
-    def _keep_unlisted(self, child: Inode) -> bool:
+    def _keep_unlisted(self, child: Inode, asked: float) -> bool:
         if child.staged is not None and not child.staged.discarded:
             return True
+        if child.landed_at >= asked:
+            return True  # B2 got it after answering
         if child.is_dir and child.remote is None:
             # Made here and still empty on B2, or holding staged files below it.
             return any(self._local_children(child)) or self._has_staged_marker(child)

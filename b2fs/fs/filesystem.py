@@ -408,10 +408,21 @@ class Filesystem:
             and entry.row.name == remote.name
         ):
             inode.remote = newer(inode.remote, remote)
+            self._landed(inode)
         elif entry.row.kind == "marker":
             directory = self._dir_of_marker(entry)
             if directory is not None:
                 directory.marker = remote
+                self._landed(directory)
+
+    @staticmethod
+    def _landed(inode: Inode) -> None:
+        """B2 has it now: a listing of it or its parents asked for before may lack it."""
+        now = trio.current_time()
+        node: Inode | None = inode
+        while node is not None:
+            node.landed_at = now
+            node = None if node.is_top else node.parent
 
     def released(self, entry: Entry) -> None:
         inode = entry.owner

@@ -56,6 +56,9 @@ class Inode:
     unlinked: bool = False
     virtual: str | None = None  # set in the versions view (see fs/versions.py)
     delete_up_to_ms: int | None = None  # unlink=delete deferred until the last close
+    # Trio time B2 confirmed an upload of this mount: of this file, or for a directory, of
+    # anything below it. A listing taken before then may lack the name (see fs/dirlist.py).
+    landed_at: float = -math.inf
     # A removed file's staged content, held while the kernel may still open the inode (it
     # resolved the name just before the removal): as on a local disk, that open sees it.
     kept: Entry | None = None

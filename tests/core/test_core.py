@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import trio
 
 from b2fs.fs.errors import FsError
 from b2fs.fs.inodes import ROOT_INODE
+from b2fs.objectstore import RemoteFile
+from b2fs.transfer.writeback import Entry
 from core.conftest import Core, make_core
 
 
@@ -253,3 +256,51 @@ async def test_removing_a_name_never_shows_an_older_version_or_brings_the_name_b
     assert {name for name, _ in seen} <= {"closed"}, "an unlinked-while-open name came back"
     assert all(data == b"current" for _, data in seen), "an older version showed"
     assert seen, "the deletions of 'closed' were not observed"
+
+
+async def test_a_listing_taken_before_an_upload_landed_keeps_what_it_missed(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the model (with dir_timeout=0, a new folder and its file vanished for a
+    moment): B2 answers a listing, then an upload of this mount lands and its staged entry
+    is let go, then the listing's answer is merged. What the listing missed landed after it
+    was taken, so it stays."""
+    core.fs.writeback.settings = core.fs.writeback.settings.__class__(
+        **{**core.fs.writeback.settings.__dict__, "delay": 3600.0}
+    )
+    await core.fs.mkdir(ROOT_INODE, b"new", 0o755)
+    await core.write_file("/new/f", b"in a new folder")
+    await core.write_file("/c", b"at the top")
+    answered, merge = trio.Event(), trio.Event()
+    released: set[str] = set()
+    all_released = trio.Event()
+    list_names = core.fs.store.list_names
+
+    async def listed_early(
+        bucket_id: str, prefix: str, delimiter: str | None
+    ) -> AsyncIterator[RemoteFile]:
+        rows = [row async for row in list_names(bucket_id, prefix, delimiter)]
+        answered.set()
+        await merge.wait()  # the answer travels while the uploads land
+        for row in rows:
+            yield row
+
+    def release(entry: Entry) -> None:
+        fs_released(entry)
+        released.add(entry.row.name)
+        if {"new/f", "c"} <= released:
+            all_released.set()
+
+    fs_released = core.fs.released
+    monkeypatch.setattr(core.fs.store, "list_names", listed_early)
+    monkeypatch.setattr(core.fs, "released", release)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(core.fs.lister.refresh, core.fs.root)
+        await answered.wait()
+        await core.fs.drain()  # the uploads go now (the listing above predates them)
+        await all_released.wait()
+        merge.set()
+    assert not core.fs.writeback.by_name
+    assert (await core.fs.lookup(ROOT_INODE, b"c")).size == 10
+    new = await core.fs.lookup(ROOT_INODE, b"new")
+    assert (await core.fs.lookup(new.ino, b"f")).size == 15
