@@ -197,3 +197,34 @@ def test_read_cache_stays_within_cache_size(
     peak = max(peak, _tree_size(blocks))
     # Blocks up to cache_size, plus a little for the cache's own index of file ids.
     assert 8 * MiB < peak <= 16 * MiB + 256 * 1024
+
+
+def test_a_slow_b2_request_does_not_stall_the_rest_of_the_mount(
+    b2: B2View, mounter: Mounter, emulator: Emulator
+) -> None:
+    """One request waiting on B2 (here: every answer 4 s late) holds up only the program
+    that needs it: other programs keep reading cached and written files, writing, and
+    listing known directories meanwhile."""
+    b2.upload("cold.bin", os.urandom(300_000))
+    b2.upload("warm.bin", b"cached")
+    mount = mounter.mount(
+        BUCKET, options=["dir_timeout=600", "attr_timeout=600", "writeback_delay=600"]
+    )
+    assert (mount.path / "warm.bin").read_bytes() == b"cached"  # now in the block cache
+    emulator.app.config.latency_ms = 4000
+    downloads = b2.calls().get("b2_download_file_by_id", 0)
+    slow = threading.Thread(target=lambda: (mount.path / "cold.bin").read_bytes())
+    slow.start()
+    try:
+        wait_until(lambda: b2.calls().get("b2_download_file_by_id", 0) > downloads)
+        started = time.monotonic()
+        assert (mount.path / "warm.bin").read_bytes() == b"cached"
+        (mount.path / "local.txt").write_bytes(b"written meanwhile")
+        assert (mount.path / "local.txt").read_bytes() == b"written meanwhile"
+        assert sorted(os.listdir(mount.path)) == ["cold.bin", "local.txt", "warm.bin"]
+        elapsed = time.monotonic() - started
+        assert slow.is_alive(), "the slow read ended first: the others waited for it"
+        assert elapsed < 2.0, f"the other programs waited {elapsed:.1f} s"
+    finally:
+        slow.join(timeout=60)
+        emulator.app.config.latency_ms = 0
