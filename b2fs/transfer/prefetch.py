@@ -315,7 +315,8 @@ class _BlockAssembly:
             self.filled += take
             view = view[take:]
             if self.filled == length:
-                done.append((self.index, bytes(self.buffer[:length])))
+                with memoryview(self.buffer) as whole:
+                    done.append((self.index, bytes(whole[:length])))  # one copy, not two
                 self.index += 1
                 self.filled = 0
         return done
