@@ -10,19 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import b2sdk.v2 as b2sdk_v2  # the test extra pins b2sdk >= 2.9.1: both apivers are there
+import b2sdk.v3 as b2sdk_v3
 import pytest
 
 from b2fs.emulator import Emulator
 
-b2sdk_v2 = pytest.importorskip("b2sdk.v2")
-try:
-    import b2sdk.v3 as b2sdk_v3
-except ImportError:  # pragma: no cover - older b2sdk
-    b2sdk_v3 = None
-
-APIS: list[Any] = [pytest.param(b2sdk_v2, id="apiver-v2")]
-if b2sdk_v3 is not None:
-    APIS.append(pytest.param(b2sdk_v3, id="apiver-v3"))
+APIS: list[Any] = [
+    pytest.param(b2sdk_v2, id="apiver-v2"),
+    pytest.param(b2sdk_v3, id="apiver-v3"),
+]
 
 
 @pytest.fixture

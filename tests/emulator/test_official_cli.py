@@ -22,7 +22,11 @@ from b2fs.emulator import Emulator
 
 B2_BIN = shutil.which("b2", path=str(Path(sys.executable).parent)) or shutil.which("b2")
 
-pytestmark = pytest.mark.skipif(B2_BIN is None, reason="the b2 CLI is not installed")
+
+@pytest.fixture(autouse=True)
+def _the_cli_is_installed() -> None:
+    """A missing CLI fails these tests (never skips them): `make test` installs it."""
+    assert B2_BIN is not None, "the b2 CLI is missing: the test extra of pyproject.toml has it"
 
 
 class Cli:

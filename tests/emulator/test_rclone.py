@@ -12,7 +12,12 @@ import pytest
 from b2fs.emulator import Emulator
 
 RCLONE = shutil.which("rclone")
-pytestmark = pytest.mark.skipif(RCLONE is None, reason="rclone is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _rclone_is_installed() -> None:
+    """A missing rclone fails this test (never skips it): `make test` installs it."""
+    assert RCLONE is not None, "rclone is missing: scripts/install-system-deps.sh installs it"
 
 
 def test_rclone_copy_lsf_cat_check(emulator: Emulator, tmp_path: Path) -> None:
