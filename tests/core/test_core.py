@@ -304,3 +304,31 @@ async def test_a_listing_taken_before_an_upload_landed_keeps_what_it_missed(
     assert (await core.fs.lookup(ROOT_INODE, b"c")).size == 10
     new = await core.fs.lookup(ROOT_INODE, b"new")
     assert (await core.fs.lookup(new.ino, b"f")).size == 15
+
+
+async def test_a_file_over_the_simple_upload_limit_always_goes_as_a_large_file(
+    core: Core, tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B2 refuses simple uploads over 5 GB: such a file goes up in parts even when
+    large_file_threshold (at most 5 GB itself) is above its size. Scaled down: the limit
+    lowered to 11 MB, the threshold at 20 MiB, a 12 MB file."""
+    monkeypatch.setattr("b2fs.transfer.writeback.B2_MAX_SIMPLE_UPLOAD", 11_000_000)
+    fs = await make_core(
+        core.emulator,
+        tmp_path / "parts",
+        nursery,
+        core.client,
+        large_file_threshold=20 << 20,
+        part_size=5_000_000,
+    )
+    data = os.urandom(12_000_000)
+    fh, _ = await fs.create(ROOT_INODE, b"over", 0o644, os.O_WRONLY, 0, 0)
+    for offset in range(0, len(data), 1 << 20):
+        await fs.write(fh, offset, data[offset : offset + (1 << 20)])
+    await fs.flush(fh)
+    await fs.release(fh)
+    await fs.drain()
+    assert core.calls("b2_upload_file") == 0
+    assert core.calls("b2_start_large_file") == 1
+    assert core.calls("b2_upload_part") == 3  # 5 + 5 + 2 MB
+    assert await core.client.download_bytes_by_name("core-bucket", "over") == data
