@@ -293,10 +293,12 @@ class Operations(pyfuse3.Operations):
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if not name.startswith(_XATTR_PREFIX):
-            # ls -l asks for security.selinux and system.posix_acl_access on every file:
-            # answered here, without the core or the error machinery (half of the cost of
-            # an ls -lR was these two calls per file).
-            raise pyfuse3.FUSEError(errno.ENODATA)
+            # Answered here, without the core or the error machinery. Namespaces b2fs does
+            # not have (security., system., trusted.) are ENOTSUP: GNU ls, which asks for
+            # security.selinux and system.posix_acl_access, then stops asking for the rest
+            # of this filesystem instead of asking for every file (with ENODATA, those two
+            # calls per file were half the cost of an ls -lR). Other user. names: ENODATA.
+            raise pyfuse3.FUSEError(errno.ENODATA if name.startswith(b"user.") else errno.ENOTSUP)
         try:
             return await self.fs.getxattr(inode, name)
         except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,35 @@ def test_symlinks_hard_links_and_xattrs(b2: B2View, mounter: Mounter) -> None:
     mount = mounter.remount(mount)
     assert os.readlink(mount.path / "link") == "target"
     assert stat.S_ISLNK((mount.path / "link").lstat().st_mode)
+
+
+def test_ls_l_asks_for_acls_and_labels_once_not_for_every_file(
+    b2: B2View, mounter: Mounter
+) -> None:
+    """GNU ls -l asks every file for its SELinux label and POSIX ACL (each ask a request to
+    the daemon) unless the filesystem says the namespace is not supported: b2fs says so
+    (ENOTSUP), and keeps ENODATA for an absent user. name."""
+    for i in range(30):
+        b2.upload(f"d/f{i:02d}", b"x")
+    mount = mounter.mount(BUCKET)
+    some = mount.path / "d" / "f00"
+    for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+        with pytest.raises(OSError) as raised:
+            os.getxattr(some, name)
+        assert raised.value.errno == errno.ENOTSUP, name
+    with pytest.raises(OSError) as raised:
+        os.getxattr(some, "user.other")
+    assert raised.value.errno == errno.ENODATA
+    traced = subprocess.run(
+        ["strace", "-f", "-c", "-e", "trace=getxattr,lgetxattr", "ls", "-l", str(some.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert traced.stdout.count("\n") == 31  # "total" and 30 files
+    total = [line for line in traced.stderr.splitlines() if line.endswith(" total")]
+    calls = int(total[0].split()[3])
+    assert calls <= 4, traced.stderr  # once per attribute, not 2 x 30
 
 
 def test_bad_names_are_refused_before_any_upload(b2: B2View, mounter: Mounter) -> None:
