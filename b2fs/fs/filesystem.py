@@ -976,7 +976,9 @@ class Filesystem:
                 await entry.file.fill_all()  # the base version is about to be deleted
             await self.writeback.retarget(entry, bucket, new_key)
             old_remote = source.remote  # an upload may have landed before the retarget
-            source.remote = None
+            # Until the upload lands, B2's version of the new name is the replaced file's:
+            # unlinking the file before then must remove that one too, or it comes back.
+            source.remote = target.remote if target is not None else None
         elif old_remote is not None:
             source.remote = await server_copy(self.store, old_remote, bucket.id, new_key)
             if entry is not None:

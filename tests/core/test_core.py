@@ -332,3 +332,23 @@ async def test_a_file_over_the_simple_upload_limit_always_goes_as_a_large_file(
     assert core.calls("b2_start_large_file") == 1
     assert core.calls("b2_upload_part") == 3  # 5 + 5 + 2 MB
     assert await core.client.download_bytes_by_name("core-bucket", "over") == data
+
+
+async def test_unlinking_a_pending_file_renamed_over_a_b2_file_removes_the_old_one_too(
+    core: Core,
+) -> None:
+    """Found by the model: a new file, not uploaded yet, renamed over a file B2 has, then
+    unlinked: the old file came back, since nothing had replaced it on B2 yet."""
+    await core.upload("a", b"old content on B2")
+    await core.fs.lookup(ROOT_INODE, b"a")
+    fh, _ = await core.fs.create(ROOT_INODE, b"c", 0o644, os.O_RDWR, 0, 0)  # held open
+    await core.fs.rename(ROOT_INODE, b"c", ROOT_INODE, b"a", 0)
+    await core.fs.unlink(ROOT_INODE, b"a")
+    await core.fs.release(fh)
+    await core.fs.drain()
+    core.fs.root.listed_at = float("-inf")  # a fresh listing
+    with pytest.raises(FsError) as raised:
+        await core.fs.lookup(ROOT_INODE, b"a")
+    assert raised.value.errno == errno.ENOENT
+    assert [v.name async for v in core.store.list_names(core.bucket.id, "", None)] == []
+    assert core.calls("b2_upload_file") == 1  # only the test's own upload of the old file
