@@ -227,7 +227,9 @@ class Operations(pyfuse3.Operations):
             raise _fail("create", exc) from None
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)), self._entry(attrs)
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    # pyfuse3 declares bytes, and takes any contiguous buffer (PyObject_GetBuffer): a slice
+    # of a cached block goes to the kernel without a copy.
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         try:
             return await self.fs.read(fh, off, size)
         except Exception as exc:

@@ -169,11 +169,18 @@ class ObjectStore(Protocol):
     async def get_file_info(self, file_id: str) -> RemoteFile: ...
 
     async def read_range(
-        self, file_id: str, start: int, end: int, sink: Callable[[memoryview], None]
+        self,
+        file_id: str,
+        start: int,
+        end: int,
+        sink: Callable[[memoryview], None],
+        into: Callable[[int], memoryview] | None = None,
     ) -> None:
         """Feed bytes [start, end) of a version to ``sink`` in order, every byte once
         (retried and resumed after failures). ``sink`` runs in a worker thread, not on the
-        trio thread; the view is valid only during the call."""
+        trio thread; the view is valid only during the call. ``into(limit)``, if given, may
+        be asked for a writable view of at most ``limit`` bytes to receive the next bytes in
+        place; ``sink`` then gets the filled part of that same view."""
         ...
 
     async def upload_file(

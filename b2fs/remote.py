@@ -101,9 +101,16 @@ class B2ObjectStore:
         return to_remote(await self.client.get_file_info(file_id))
 
     async def read_range(
-        self, file_id: str, start: int, end: int, sink: Callable[[memoryview], None]
+        self,
+        file_id: str,
+        start: int,
+        end: int,
+        sink: Callable[[memoryview], None],
+        into: Callable[[int], memoryview] | None = None,
     ) -> None:
-        await self.client.download_range_threaded(file_id, sink, offset=start, length=end - start)
+        await self.client.download_range_threaded(
+            file_id, sink, offset=start, length=end - start, into=into
+        )
 
     async def upload_file(
         self,

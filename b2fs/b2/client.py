@@ -1516,13 +1516,15 @@ class B2Client:
         *,
         offset: int,
         length: int,
+        into: threaded.Into | None = None,
     ) -> None:
         """Bytes ``offset .. offset+length`` of the version ``file_id`` handed to ``sink``
         **in a worker thread** (the view is valid only during the call), in order, every byte
         once across retries; resumes after failures like :meth:`download_into_by_id`, with
         the same auth and retry policy and the same typed errors. The SHA1 is checked when
         the whole file was read. The bulk-data path of the filesystem: see ``threaded.py``
-        for why it leaves the event loop."""
+        for why it leaves the event loop. ``into`` lets the bytes be received in place
+        (``threaded.Into``); without worker threads it is not used."""
         endpoint = "b2_download_file_by_id"
         validation.check_id(file_id, "file id", endpoint)
         validation.check_range(offset, length, endpoint)
@@ -1555,6 +1557,7 @@ class B2Client:
                     sink=sink,
                     progress=progress,
                     timeout=self._read_timeout,
+                    into=into,
                 )
             except threaded.HttpFailure as failure:
                 raise self._transport.error_for(

@@ -45,6 +45,11 @@ MAX_ERROR_BODY = 64 * 1024
 _local = threading.local()
 T = TypeVar("T")
 
+# ``into(limit)``: a writable view (of at most ``limit`` bytes, at least one) of the memory the
+# next bytes of the body go to; ``sink`` is then called with the part of that same view that
+# was filled. Saves a copy when the sink keeps the bytes (the block cache assembles blocks so).
+Into = Callable[[int], memoryview]
+
 
 @dataclass
 class Progress:
@@ -136,9 +141,11 @@ def fetch_range(
     timeout: float = 60.0,
     verify_whole_file: bool = True,
     stop: threading.Event | None = None,
+    into: Into | None = None,
 ) -> None:
     """GET bytes [offset, offset+length) of ``url`` into ``sink`` (see the module docstring).
-    ``stop``, once set, ends the transfer at the next chunk (:class:`Stopped`)."""
+    ``stop``, once set, ends the transfer at the next chunk (:class:`Stopped`). With
+    ``into``, the bytes are received straight into the memory it gives (see :data:`Into`)."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme
     port = parts.port or (443 if scheme == "https" else 80)
@@ -164,7 +171,9 @@ def fetch_range(
             raise HttpFailure(response.status, response.reason, dict(response.getheaders()), body)
         _check_answer(response, offset, progress)
         skip = offset if response.status == 200 else 0  # a whole file sent for a range
-        _stream(response, skip, length, sink, progress, verify_whole_file and offset == 0, stop)
+        _stream(
+            response, skip, length, sink, progress, verify_whole_file and offset == 0, stop, into
+        )
         if response.will_close or not response.isclosed():
             _drop(origin)  # closing, or more body than asked for (a whole file for a range)
     except (OSError, http.client.HTTPException) as exc:
@@ -205,6 +214,7 @@ def _stream(
     progress: Progress,
     may_verify: bool,
     stop: threading.Event | None,
+    into: Into | None,
 ) -> None:
     whole = (
         may_verify
@@ -216,7 +226,7 @@ def _stream(
     if whole:
         progress.hasher = hashlib.sha1()
     with _buffer() as buffer:
-        _read_body(response, buffer, skip, length, sink, progress, stop)
+        _read_body(response, buffer, skip, length, sink, progress, stop, into)
 
 
 def _read_body(
@@ -227,15 +237,18 @@ def _read_body(
     sink: Callable[[memoryview], None],
     progress: Progress,
     stop: threading.Event | None,
+    into: Into | None,
 ) -> None:
     left = length
     while left > 0:
         if stop is not None and stop.is_set():
             raise Stopped()
-        n = response.readinto(buffer)
+        # Bytes to skip (a whole file answered for a range) never go into the caller's memory.
+        target = buffer if into is None or skip else into(left)
+        n = response.readinto(target)
         if not n:
             raise HttpBroken(f"the answer ended {left} bytes early")
-        view = buffer[:n]
+        view = target[:n]
         if skip:
             dropped = min(skip, n)
             view, skip = view[dropped:], skip - dropped

@@ -42,7 +42,7 @@ from typing import Protocol
 import trio
 
 from b2fs.b2.errors import B2InvalidInput, B2NotFound
-from b2fs.cache.blocks import BlockCache
+from b2fs.cache.blocks import BlockCache, BlockData
 from b2fs.fs import names
 from b2fs.fs.attrs import AttributeMaker, Attributes, info_int
 from b2fs.fs.dirlist import DirectoryLister, Freshness, KernelDrops, announce, newer
@@ -709,7 +709,9 @@ class Filesystem:
             raise FsError(errno.EBADF)
         return handle
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> BlockData:
+        """Bytes of an open file: a slice of a cached block when the read stays within one
+        (sent to the kernel without a copy)."""
         handle = self._handle(fh)
         inode = handle.inode
         if inode.staged is not None:
@@ -766,7 +768,7 @@ class Filesystem:
         remote = inode.remote
         if remote is None or remote.file_id is None:
             raise FsError(errno.ENOENT)
-        return await self.fetcher.read(remote.file_id, remote.size, 0, remote.size)
+        return bytes(await self.fetcher.read(remote.file_id, remote.size, 0, remote.size))
 
     async def symlink(self, parent_ino: int, raw_name: bytes, target: bytes) -> Attributes:
         directory = self._changing_dir(parent_ino)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import trio
 from cachetools import LRUCache
 
-from b2fs.cache.blocks import BlockCache
+from b2fs.cache.blocks import AlignedBlock, BlockCache, BlockData
 from b2fs.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class BlockFetcher:
         # The latest window asked for, per file: a prefetch that ends starts the next run
         # itself, so the download slots stay busy while the reader waits for a block.
         self._windows: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=64)
+        # Per file, blocks (first, last) of the latest window found cached or being fetched.
+        self._covered: LRUCache[str, tuple[int, int]] = LRUCache(maxsize=64)
 
     def attach(self, nursery: trio.Nursery) -> None:
         """Give the fetcher the long-lived nursery its prefetch tasks run in."""
@@ -114,22 +116,23 @@ class BlockFetcher:
         last = (offset + size - 1) // self.block_size
         return range(first, last + 1)
 
-    async def read(self, file_id: str, file_size: int, offset: int, size: int) -> bytes:
-        """Bytes [offset, offset+size) of the version, clipped at its end."""
+    async def read(self, file_id: str, file_size: int, offset: int, size: int) -> BlockData:
+        """Bytes [offset, offset+size) of the version, clipped at its end: a read within one
+        block is a slice of it (no copy)."""
         size = max(0, min(size, file_size - offset))
         if size == 0:
             return b""
-        pieces: list[bytes] = []
+        pieces: list[BlockData] = []
         for index in self.block_range(offset, size):
             start = index * self.block_size
             lo = max(offset, start) - start
             hi = min(offset + size, start + self.block_size) - start
             pieces.append(await self.read_block(file_id, file_size, index, lo, hi - lo))
-        return b"".join(pieces)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def read_block(
         self, file_id: str, file_size: int, index: int, offset: int, length: int
-    ) -> bytes:
+    ) -> BlockData:
         """Part of one block, fetching it if it is not cached."""
         for _ in range(3):
             data = await self.cache.read(file_id, index, offset, length)
@@ -141,7 +144,7 @@ class BlockFetcher:
         # The cache is too small to keep a block between store and read: fetch directly.
         return await self._download_direct(file_id, file_size, index, offset, length)
 
-    async def _fetch_or_wait(self, file_id: str, file_size: int, index: int) -> bytes | None:
+    async def _fetch_or_wait(self, file_id: str, file_size: int, index: int) -> BlockData | None:
         """Fetch the block (returning its bytes) or wait for the task already fetching it."""
         event = self._inflight.get((file_id, index))
         if event is not None:
@@ -175,7 +178,7 @@ class BlockFetcher:
         first: int,
         last: int,
         events: dict[int, trio.Event] | None = None,
-    ) -> dict[int, bytes]:
+    ) -> dict[int, BlockData]:
         """Download blocks first..last (the caller holds a download slot) into the cache.
 
         The blocks are in ``_inflight`` for the duration (``events`` when the caller has
@@ -185,11 +188,11 @@ class BlockFetcher:
             events = self._claim(file_id, first, last)
         start = first * self.block_size
         end = min((last + 1) * self.block_size, file_size)
-        got: dict[int, bytes] = {}
+        got: dict[int, BlockData] = {}
         committed = [0]
         assembly = _BlockAssembly(first, last, file_size, self.block_size)
 
-        def arrived(index: int, data: bytes, stored: bool) -> None:  # on the trio thread
+        def arrived(index: int, data: BlockData, stored: bool) -> None:  # on the trio thread
             self.cache.commit(file_id, index, data, stored=stored)
             committed[0] += len(data)
             if index == first:
@@ -197,13 +200,13 @@ class BlockFetcher:
             self._release(file_id, index, events)
 
         def sink(view: memoryview) -> None:  # in the download's worker thread
-            for index, data in assembly.add(view):
-                stored = self.cache.write_block_file(file_id, index, data)
-                trio.from_thread.run_sync(arrived, index, data, stored)
+            for index, block in assembly.add(view):
+                stored = self.cache.write_block_file(file_id, index, block)
+                trio.from_thread.run_sync(arrived, index, block.view, stored)
 
         await self.cache.reserve(end - start)
         try:
-            await self.store.read_range(file_id, start, end, sink)
+            await self.store.read_range(file_id, start, end, sink, assembly.free)
             self._count(end - start)
         finally:
             self.cache.unreserve(end - start - committed[0])
@@ -224,15 +227,33 @@ class BlockFetcher:
             event.set()
 
     def prefetch(self, file_id: str, file_size: int, after_block: int, count: int) -> None:
-        """Start background downloads of up to ``count`` blocks after ``after_block``."""
+        """Start background downloads of up to ``count`` blocks after ``after_block``.
+
+        A reader calls this on every read, with a window that mostly overlaps the last one:
+        the part already scanned (each block cached or being fetched, ``_covered``) is not
+        scanned again. A block of it evicted since, or whose prefetch failed, is fetched by
+        the read that needs it (a failed prefetch also forgets the file's scan)."""
         if self._nursery is None or count <= 0 or file_size <= 0:
             return
         self._windows[file_id] = (file_size, after_block, count)
         last_block = (file_size - 1) // self.block_size
         first = after_block + 1
         last = min(after_block + count, last_block)
+        start = first
+        covered = self._covered.get(file_id)
+        if covered is not None and covered[0] <= first <= covered[1] + 1:
+            start = covered[1] + 1
+        scanned_to = self._schedule(file_id, file_size, after_block, start, last)
+        self._covered[file_id] = (first, max(first - 1, scanned_to))
+
+    def _schedule(
+        self, file_id: str, file_size: int, after_block: int, index: int, last: int
+    ) -> int:
+        """Start prefetches of the missing blocks from ``index`` to ``last`` while download
+        slots are free; returns the last block up to which every block is now cached or
+        being fetched."""
+        assert self._nursery is not None
         slots = int(self.slots.total_tokens)
-        index = first
         while index <= last:
             if self._present(file_id, index):
                 index += 1
@@ -248,13 +269,14 @@ class BlockFetcher:
             try:
                 self.slots.acquire_on_behalf_of_nowait(slot)
             except trio.WouldBlock:
-                return
+                break
             # Claim the blocks now, so the next read does not schedule them again.
             events = self._claim(file_id, index, run_end)
             self._nursery.start_soon(
                 self._prefetch_task, slot, file_id, file_size, index, run_end, events
             )
             index = run_end + 1
+        return index - 1
 
     def _run_length(self, distance: int, slots: int) -> int:
         """Blocks per request for a run starting ``distance`` blocks ahead of the reader.
@@ -282,6 +304,7 @@ class BlockFetcher:
         except Exception as exc:  # a failed prefetch is not an error: the read will retry
             log.debug("prefetch of %s blocks %d-%d failed: %s", file_id, first, last, exc)
             self._windows.pop(file_id, None)
+            self._covered.pop(file_id, None)
         finally:
             self.slots.release_on_behalf_of(slot)
         window = self._windows.get(file_id)
@@ -297,26 +320,25 @@ class _BlockAssembly:
         self.last = last
         self.file_size = file_size
         self.block_size = block_size
-        self.buffer = bytearray(block_size)
-        self.filled = 0
+        self.block = AlignedBlock(self._length())
 
     def _length(self) -> int:
         return (
             min((self.index + 1) * self.block_size, self.file_size) - self.index * self.block_size
         )
 
-    def add(self, view: memoryview) -> list[tuple[int, bytes]]:
-        """Take bytes; returns the blocks they completed, as (index, bytes)."""
+    def free(self, limit: int) -> memoryview:
+        """Where the next bytes go (see ``ObjectStore.read_range``): the current block."""
+        return self.block.free(limit)
+
+    def add(self, view: memoryview) -> list[tuple[int, AlignedBlock]]:
+        """Take bytes; returns the blocks they completed, as (index, block)."""
         done = []
         while view and self.index <= self.last:
-            length = self._length()
-            take = min(len(view), length - self.filled)
-            self.buffer[self.filled : self.filled + take] = view[:take]
-            self.filled += take
-            view = view[take:]
-            if self.filled == length:
-                with memoryview(self.buffer) as whole:
-                    done.append((self.index, bytes(whole[:length])))  # one copy, not two
+            view = view[self.block.add(view) :]
+            if self.block.complete:
+                done.append((self.index, self.block))
                 self.index += 1
-                self.filled = 0
+                if self.index <= self.last:
+                    self.block = AlignedBlock(self._length())
         return done

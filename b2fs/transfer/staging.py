@@ -27,6 +27,7 @@ from pathlib import Path
 
 import trio
 
+from b2fs.cache.blocks import BlockData
 from b2fs.transfer.journal import JournalRow
 from b2fs.transfer.prefetch import BlockFetcher
 
@@ -90,7 +91,7 @@ class StagedFile:
         size = max(0, min(size, self.row.size - offset))
         if size == 0:
             return b""
-        pieces: list[bytes] = []
+        pieces: list[BlockData] = []
         position = offset
         end = offset + size
         while position < end:
@@ -170,7 +171,7 @@ class StagedFile:
         await self.fill_range(0, self.row.base_limit)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: BlockData, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)

@@ -66,6 +66,43 @@ async def test_resets_resume_after_the_bytes_received(
     assert calls(emulator, "b2_download_file_by_id") == 4
 
 
+class InPlace:
+    """A sink that receives in place (``into``) into its own memory, in pieces of at most
+    ``piece`` bytes, and records whether any bytes came from elsewhere."""
+
+    def __init__(self, size: int, piece: int) -> None:
+        self.memory = bytearray(size)
+        self.piece = piece
+        self.filled = 0
+        self.copied = 0  # bytes handed over in a view of some other memory
+
+    def into(self, limit: int) -> memoryview:
+        return memoryview(self.memory)[self.filled : self.filled + min(limit, self.piece)]
+
+    def __call__(self, view: memoryview) -> None:
+        if view.obj is not self.memory:
+            self.copied += len(view)
+            self.memory[self.filled : self.filled + len(view)] = view
+        self.filled += len(view)
+
+
+async def test_bytes_received_in_place_land_once_across_resets(
+    emulator: Emulator, client: B2Client, bucket: Bucket
+) -> None:
+    data = os.urandom(4 * 1024 * 1024 + 5)
+    version = await client.upload_file(bucket.bucket_id, "f", data)
+    assert version.file_id is not None
+    emulator.faults.script("download", "reset", count=2)
+    sink = InPlace(len(data) - 7, piece=300_000)
+    await client.download_range_threaded(
+        version.file_id, sink, offset=7, length=len(data) - 7, into=sink.into
+    )
+    assert sink.filled == len(data) - 7
+    assert bytes(sink.memory) == data[7:]  # every byte once, in order, where it belongs
+    assert sink.copied == 0  # none went through an intermediate buffer
+    assert calls(emulator, "b2_download_file_by_id") == 3
+
+
 async def test_an_expired_token_is_renewed_once(
     emulator: Emulator, client: B2Client, bucket: Bucket
 ) -> None:
