@@ -4,6 +4,8 @@ One SQLite database (WAL mode) in the cache directory. A row describes one stage
 its bytes are (the staging file), what B2 name they go to, the metadata they carry, which
 ranges came from an older B2 version (``base_*`` and the ``filled`` bitmap), and, for a large
 upload in progress, the B2 large-file id so a restart resumes from the parts B2 already has.
+Once that large file is finished, ``finished_file_id`` says that B2 holds the content and only
+its metadata remains to be fixed (see ``writeback``): a restart then copies it, not the bytes.
 
 A row is committed before close() returns to the program, and deleted only once B2 holds the
 content. ``synchronous=NORMAL`` makes a commit survive the death of the daemon (kill -9); it
@@ -51,9 +53,12 @@ CREATE TABLE IF NOT EXISTS staged (
     large_file_id TEXT,
     large_info TEXT,
     part_size INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    finished_file_id TEXT
 );
 """
+# Columns added since the first schema, added to an older journal when it is opened.
+_ADDED_COLUMNS = {"finished_file_id": "TEXT"}
 
 
 @dataclass
@@ -81,6 +86,9 @@ class JournalRow:
     large_info: str | None  # JSON of the file info the large file was started with
     part_size: int  # the first part size of the large-file plan (see transfer.parts)
     created_ms: int
+    # The finished large file that holds this content with the metadata it was started with;
+    # set while the final metadata is being put on it (a server-side copy).
+    finished_file_id: str | None = None
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(JournalRow)]
@@ -112,6 +120,10 @@ class Journal:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        present = {column[1] for column in db.execute("PRAGMA table_info(staged)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE staged ADD COLUMN {name} {kind}")
         db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
         self._db = db
 

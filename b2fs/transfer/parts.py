@@ -35,12 +35,11 @@ def part_range(part_size: int, number: int, file_size: int) -> tuple[int, int]:
 
 
 def part_count(part_size: int, file_size: int) -> int:
-    """How many parts a file of ``file_size`` bytes has (at least 1)."""
-    number = 1
-    while part_start(part_size, number) + part_length(part_size, number) < file_size:
-        number += 1
-        if number > MAX_PARTS:
-            raise ValueError(f"a file of {file_size} bytes does not fit {MAX_PARTS} parts")
+    """How many parts a file of ``file_size`` bytes has (at least 1): the number of the part
+    holding its last byte."""
+    number = _part_at(part_size, file_size - 1) if file_size > 0 else 1
+    if number > MAX_PARTS:
+        raise ValueError(f"a file of {file_size} bytes does not fit {MAX_PARTS} parts")
     return number
 
 

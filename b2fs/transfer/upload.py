@@ -52,6 +52,9 @@ class LargeUpload:
     parts: dict[int, PartState] = field(default_factory=dict)
     wake: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
+    # Parts below this number are current and not uploading: ``_ready`` (on every write of
+    # a streaming writer) starts there instead of going over every part again.
+    settled_below: int = 1
 
     def part(self, number: int) -> PartState:
         state = self.parts.get(number)
@@ -61,8 +64,11 @@ class LargeUpload:
 
     def touch(self, start: int, end: int) -> None:
         """Bytes [start, end) are about to change: the parts covering them become stale."""
-        for number in parts.parts_touched(self.part_size, start, end):
+        touched = parts.parts_touched(self.part_size, start, end)
+        for number in touched:
             self.part(number).changes += 1
+        if touched:
+            self.settled_below = min(self.settled_below, touched[0])
         self._wake()
 
     def truncated_below_uploads(self, size: int) -> bool:
@@ -90,14 +96,21 @@ class LargeUpload:
             return []
         count = parts.part_count(self.part_size, size)
         ready = []
-        for number in range(1, count + 1):
+        settled = True
+        for number in range(min(self.settled_below, count + 1), count + 1):
             start, end = parts.part_range(self.part_size, number, size)
             complete = end - start == parts.part_length(self.part_size, number)
             if not final and not (complete and end < size):
                 break  # the part is still growing (or ends exactly at the write frontier)
             state = self.part(number)
-            if not state.uploading and state.uploaded_at != state.changes:
+            current = state.uploaded_at == state.changes
+            if not state.uploading and not current:
                 ready.append(number)
+            # A complete part below the end keeps its range whatever the size becomes
+            # (a shorter last part is planned anew).
+            settled = settled and current and not state.uploading and complete and end < size
+            if settled:
+                self.settled_below = number + 1
         return ready
 
     def bytes_sent(self, size: int) -> int:

@@ -51,6 +51,7 @@ from typing import Protocol
 
 import trio
 
+from b2fs.b2.errors import B2NotFound
 from b2fs.objectstore import (
     INFO_GID,
     INFO_MODE,
@@ -107,6 +108,9 @@ class Entry:
     appending: bool = True  # every write so far extended the file: a streaming writer
     discarded: bool = False
     synced_version: int = -1  # the newest version B2 holds
+    # The newest version whose bytes B2 holds, perhaps with the metadata of an earlier one (a
+    # large file whose final metadata is still being copied onto it): what fsync waits for.
+    durable_version: int = -1
     uploaded: RemoteFile | None = None
     failure: BaseException | None = None
     failures: int = 0
@@ -315,6 +319,9 @@ class WriteBack:
         ``let_upload_finish``, a one-piece upload already under way is awaited, not cut off:
         its outcome is then known (a removal or rename must know whether B2 has the name)."""
         entry.version += 1
+        # A finished large file no longer holds the content (or not with what comes next):
+        # the next attempt uploads it again rather than fix that file's metadata.
+        entry.row.finished_file_id = None
         # A loop: an attempt that ends as it is cut off may start a rerun (it saw the version
         # move), which must not run while the content changes either.
         while entry.attempt is not None and not entry.attempt_large:
@@ -464,15 +471,20 @@ class WriteBack:
 
     async def sync(self, entry: Entry) -> None:
         """Return once B2 holds the entry's current content (fsync); raise if the upload
-        failed (the data stays queued)."""
+        failed (the data stays queued). The bytes, that is: a large file's final metadata
+        may still be on its way (``_fix_metadata``), as unmount and a restart finish it."""
         if entry.discarded or not entry.dirty:
             return
         entry.row.state = "pending"
         await self._persist(entry)
         target = entry.version
+
+        def durable() -> bool:
+            return max(entry.synced_version, entry.durable_version) >= target
+
         entry.sync_requested = True
         entry.hurry.set()
-        while entry.synced_version < target and entry.dirty and not entry.discarded:
+        while not durable() and entry.dirty and not entry.discarded:
             if entry.large is not None:
                 entry.large.wake.set()
             elif entry.attempt is None:
@@ -480,7 +492,7 @@ class WriteBack:
             failures = entry.failures
             progress = entry.progress
             await progress.wait()
-            if entry.failures > failures and entry.failure is not None:
+            if entry.failures > failures and entry.failure is not None and not durable():
                 raise entry.failure
         entry.sync_requested = False
         if not self._draining:
@@ -522,6 +534,7 @@ class WriteBack:
         size = entry.file.size
         return entry.row.kind == "file" and (
             entry.row.large_file_id is not None
+            or entry.row.finished_file_id is not None
             or size > B2_MAX_SIMPLE_UPLOAD
             or size > self.settings.large_file_threshold
             or (entry.writers > 0 and size >= self.settings.large_file_threshold)
@@ -589,6 +602,10 @@ class WriteBack:
 
     async def _upload_large(self, entry: Entry) -> RemoteFile | None:
         row = entry.row
+        if row.finished_file_id is not None:
+            fixed = await self._fix_finished(entry, row.finished_file_id)
+            if fixed is not None:
+                return fixed
         if entry.large is None:
             if row.large_file_id is None:
                 info = entry.info()
@@ -636,8 +653,29 @@ class WriteBack:
         started_info = json.loads(row.large_info or "{}")
         row.large_info = None
         if started_info != entry.info():
+            # B2 holds the bytes: fsync may return now. The metadata follows, recorded first
+            # so that a restart copies it rather than upload the bytes again.
+            row.finished_file_id = result.file_id
+            with trio.CancelScope(shield=True):
+                await self.journal.update(row)
+            entry.durable_version = entry.attempt_version
+            self._notify_progress(entry)
             result = await self._fix_metadata(entry, result)
         return result
+
+    async def _fix_finished(self, entry: Entry, file_id: str) -> RemoteFile | None:
+        """Fix the metadata of the finished large file that holds the entry's bytes (after a
+        restart, or a failed copy); None if that file is gone (the bytes go up again)."""
+        try:
+            finished = await self.store.get_file_info(file_id)
+        except B2NotFound:
+            log.warning("%s: its finished large file is gone; uploading it again", entry.row.name)
+            entry.row.finished_file_id = None
+            await self.journal.update(entry.row)
+            return None
+        entry.durable_version = entry.attempt_version
+        self._notify_progress(entry)
+        return await self._fix_metadata(entry, finished)
 
     async def _fix_metadata(self, entry: Entry, finished: RemoteFile) -> RemoteFile:
         """A large file's info is fixed when it starts; if the metadata changed while it was

@@ -109,3 +109,35 @@ def test_a_file_being_written_at_the_kill_is_not_uploaded_over_a_good_version(
     ]
     assert b2.unfinished() == []  # the abandoned large upload was cancelled
     assert "never closed" in mount.log_text
+
+
+def test_fsync_of_a_large_file_returns_with_its_bytes_on_b2_and_its_metadata_follows(
+    b2: B2View, mounter: Mounter, emulator: Emulator
+) -> None:
+    """A large file's metadata is fixed after its bytes by a server-side copy (B2 fixes a large
+    file's info when it starts). fsync waits for the bytes only; the copy is journalled, so
+    a daemon killed before it is done copies (never re-uploads) at the next mount."""
+    mount = mounter.mount(BUCKET, options=LARGE)
+    emulator.faults.add("b2_copy_file:503")  # the metadata copy cannot happen yet
+    data = os.urandom(12 * MiB)
+    with open(mount.path / "big.bin", "wb", buffering=0) as f:
+        f.write(data)
+        os.fsync(f.fileno())  # returns (no EIO) although every copy fails
+    mtime_ms = (mount.path / "big.bin").stat().st_mtime_ns // 1_000_000
+    assert b2.read("big.bin") == data  # the bytes are on B2 when fsync returns
+    [finished] = b2.versions()
+    assert finished.src_last_modified_millis != mtime_ms  # still the info it started with
+    mount.kill()
+
+    emulator.faults.clear()
+    emulator.stats.reset()
+    mount = mounter.remount(mount, options=LARGE)
+    mount.unmount()
+    [fixed] = b2.versions()  # the copy replaced the finished file
+    assert b2.read_id(str(fixed.file_id)) == data
+    assert fixed.src_last_modified_millis == mtime_ms
+    calls = b2.calls()
+    assert calls.get("b2_copy_file") == 1
+    assert calls.get("b2_upload_part", 0) == 0  # the bytes were not sent again
+    assert calls.get("b2_start_large_file", 0) == 0
+    assert b2.unfinished() == []
