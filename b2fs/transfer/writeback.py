@@ -42,6 +42,7 @@ import itertools
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Mapping
@@ -111,6 +112,7 @@ class Entry:
     # The newest version whose bytes B2 holds, perhaps with the metadata of an earlier one (a
     # large file whose final metadata is still being copied onto it): what fsync waits for.
     durable_version: int = -1
+    failed_version: int = -1  # the version the last failed attempt was uploading
     uploaded: RemoteFile | None = None
     failure: BaseException | None = None
     failures: int = 0
@@ -145,10 +147,13 @@ class Entry:
 
 
 def info_for(row: JournalRow) -> dict[str, str]:
-    """The B2 file info a staged file is uploaded with (see objectstore for the names)."""
+    """The B2 file info a staged file is uploaded with (see objectstore for the names). The
+    mode carries the file type bits (docs/SEMANTICS.md), whichever way ``row.mode`` was set
+    (a chmod gives permission bits only)."""
+    file_type = stat.S_IFLNK if row.kind == "symlink" else stat.S_IFREG
     return {
         INFO_MTIME: str(row.mtime_ns // 1_000_000),
-        INFO_MODE: str(row.mode),
+        INFO_MODE: str(file_type | stat.S_IMODE(row.mode)),
         INFO_UID: str(row.uid),
         INFO_GID: str(row.gid),
     }
@@ -492,7 +497,12 @@ class WriteBack:
             failures = entry.failures
             progress = entry.progress
             await progress.wait()
-            if entry.failures > failures and entry.failure is not None and not durable():
+            if (
+                entry.failures > failures
+                and entry.failure is not None
+                and entry.failed_version >= target  # not an attempt at older content
+                and not durable()
+            ):
                 raise entry.failure
         entry.sync_requested = False
         if not self._draining:
@@ -566,6 +576,7 @@ class WriteBack:
         if result is not None:
             await self._uploaded(entry, result, version)
         elif error is not None:
+            entry.failed_version = entry.attempt_version
             await self._failed(entry, error)
         if entry.rerun and not entry.uploading:
             entry.rerun = False

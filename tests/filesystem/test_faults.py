@@ -228,3 +228,34 @@ def test_a_slow_b2_request_does_not_stall_the_rest_of_the_mount(
     finally:
         slow.join(timeout=60)
         emulator.app.config.latency_ms = 0
+
+
+def test_a_large_file_changed_while_its_metadata_copy_fails_goes_up_again_whole(
+    b2: B2View, mounter: Mounter, emulator: Emulator
+) -> None:
+    """fsync of a large file returns once its bytes are on B2, before the copy that puts its
+    final mtime on it. A change meanwhile must not let that copy (of the old bytes) land
+    over the new content: the new content goes up, and carries its own final metadata."""
+    options = ["large_file_threshold=10M", "part_size=5M", "retry_time=1s"]
+    mount = mounter.mount(BUCKET, options=options)
+    emulator.faults.add("b2_copy_file:503")
+    first = os.urandom(12 * MiB)
+    with open(mount.path / "big.bin", "wb", buffering=0) as f:
+        f.write(first)
+        os.fsync(f.fileno())
+    assert b2.read("big.bin") == first
+    more = os.urandom(MiB)
+    with open(mount.path / "big.bin", "ab", buffering=0) as f:
+        f.write(more)
+        os.fchmod(f.fileno(), 0o600)  # pending: no copy needed for it
+        os.fsync(f.fileno())  # not failed by the copy of the older content
+    assert b2.read("big.bin") == first + more  # the new bytes, without waiting for a copy
+    mtime_ms = (mount.path / "big.bin").stat().st_mtime_ns // 1_000_000
+    emulator.faults.clear()
+    mount.unmount()
+
+    newest = b2.names()["big.bin"]
+    assert b2.read_id(str(newest.file_id)) == first + more
+    assert newest.src_last_modified_millis == mtime_ms
+    assert newest.file_info.get("mode") == str(0o100600)
+    assert b2.unfinished() == []
