@@ -33,6 +33,7 @@ import queue
 import shutil
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,38 +208,77 @@ class BlockCache:
         if key in self._lru or len(data) > self.capacity:
             return
         self._hot[key] = data
+        self._tmp_counter += 1
+        tmp_name = f"tmp.{os.getpid()}.{self._tmp_counter}"
+
+        def put(path: Path, new_file_id: str | None) -> bool:
+            self._write(path, tmp_name, new_file_id, data)
+            return True
+
+        await self._admit(key, len(data), put)
+
+    async def adopt_file(self, file_id: str, index: int, source: Path, length: int) -> bool:
+        """Add a whole block that a file holds already, moving the file in rather than
+        copying it (the staging file of an uploaded one-block file: creating and deleting a
+        file per small file made ext4's inode allocator the largest CPU cost of copying many
+        small files). False if it was not moved: the caller still owns ``source``."""
+        key = (file_id, index)
+        if key in self._lru or length > self.capacity:
+            return False
+
+        def put(path: Path, new_file_id: str | None) -> bool:
+            if os.stat(source).st_size != length:
+                return False  # holes at its end, say: not the block as it is
+            path.parent.mkdir(exist_ok=True)
+            if new_file_id is not None:
+                self._remember_name(new_file_id)
+            os.replace(source, path)
+            return True
+
+        return await self._admit(key, length, put)
+
+    async def _admit(
+        self, key: BlockKey, length: int, put: Callable[[Path, str | None], bool]
+    ) -> bool:
+        """Make room for a block, have ``put(path, new_file_id)`` create its file (in a worker
+        thread; False: it declined), and index it; False if the file was not made."""
+        file_id = key[0]
         # Counted before anything is awaited, so that concurrent stores make room for each
         # other too (see _evict).
-        self._used += len(data)
+        self._used += length
+        new_name = False
         try:
             await self._evict()
-            self._tmp_counter += 1
-            tmp_name = f"tmp.{os.getpid()}.{self._tmp_counter}"
-            path = self._path(key)
             new_name = file_id not in self._named
             self._named.add(file_id)
-            await trio.to_thread.run_sync(
-                self._write, path, tmp_name, file_id if new_name else None, data
+            made = await trio.to_thread.run_sync(
+                put, self._path(key), file_id if new_name else None
             )
         except OSError as exc:
             # A cache is optional: a full or failing cache disk only means this block is not
             # kept (the caller has its bytes anyway).
-            self._used -= len(data)
+            self._used -= length
             if new_name:
                 self._named.discard(file_id)
             if not self._store_failing:
                 log.warning("block cache: cannot store blocks (%s); reading without caching", exc)
             self._store_failing = True
-            return
+            return False
         except BaseException:
-            self._used -= len(data)
+            self._used -= length
             raise
+        if not made:
+            self._used -= length
+            if new_name:
+                self._named.discard(file_id)
+            return False
         self._store_failing = False
         if key in self._lru:
-            self._used -= len(data)  # stored meanwhile by another task: one copy on disk
+            self._used -= length  # stored meanwhile by another task: one copy on disk
         else:
-            self._lru[key] = len(data)
-            self.stats.stored_bytes += len(data)
+            self._lru[key] = length
+            self.stats.stored_bytes += length
+        return True
 
     # -- blocks written by download threads (see transfer/prefetch.py) ------------------------
 

@@ -810,13 +810,18 @@ class WriteBack:
         if not self._releasable(entry) or entry.adopting:
             return  # (an adopting entry is released, or not, when its copy ends)
         uploaded = entry.uploaded
-        if (
+        cache = self.fetcher.cache
+        adoptable = (
             not entry.discarded
             and uploaded is not None
             and uploaded.file_id
             and entry.synced_version == entry.version
-            and entry.file.size <= min(ADOPT_LIMIT, self.fetcher.cache.capacity // 8)
-        ):
+            and entry.file.size <= min(ADOPT_LIMIT, cache.capacity // 8)
+        )
+        # A file of one block: its staging file *is* the block, moved into the cache below.
+        move_in = adoptable and 0 < entry.file.size <= cache.block_size and entry.file.complete
+        if adoptable and not move_in:
+            assert uploaded is not None and uploaded.file_id
             entry.adopting = True
             try:
                 await self._adopt_into_cache(entry, uploaded.file_id)
@@ -832,7 +837,14 @@ class WriteBack:
         if self.listener is not None:
             self.listener.released(entry)
         await entry.file.close()
-        await trio.to_thread.run_sync(lambda: Path(entry.row.staging).unlink(missing_ok=True))
+        staging = Path(entry.row.staging)
+        if not (
+            move_in
+            and uploaded is not None
+            and uploaded.file_id
+            and await cache.adopt_file(uploaded.file_id, 0, staging, entry.file.size)
+        ):
+            await trio.to_thread.run_sync(lambda: staging.unlink(missing_ok=True))
         self._changed.set()
 
     async def _adopt_into_cache(self, entry: Entry, file_id: str) -> None:

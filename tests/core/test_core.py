@@ -352,3 +352,24 @@ async def test_unlinking_a_pending_file_renamed_over_a_b2_file_removes_the_old_o
     assert raised.value.errno == errno.ENOENT
     assert [v.name async for v in core.store.list_names(core.bucket.id, "", None)] == []
     assert core.calls("b2_upload_file") == 1  # only the test's own upload of the old file
+
+
+async def test_an_uploaded_one_block_file_is_moved_into_the_block_cache(
+    core: Core, tmp_path: Path
+) -> None:
+    """Reading back a small file just written costs no download, and keeping it cost no copy:
+    its staging file became its cache block (one file created per small file, none deleted)."""
+    data = os.urandom(3000)
+    fh, _ = await core.fs.create(ROOT_INODE, b"small", 0o644, os.O_RDWR, 0, 0)
+    await core.fs.write(fh, 0, data)
+    await core.fs.fsync(fh)
+    staging = Path(core.fs.writeback.by_name[(core.bucket.id, "small")].row.staging)
+    staged_inode = staging.stat().st_ino
+    await core.fs.release(fh)
+    assert not staging.exists()
+    [block] = (tmp_path / "blocks").rglob("*.0")
+    assert block.stat().st_ino == staged_inode  # moved, not copied
+    assert block.read_bytes() == data
+    before = core.calls("b2_download_file_by_id")
+    assert await core.read_file("small") == data
+    assert core.calls("b2_download_file_by_id") == before
