@@ -110,9 +110,11 @@ def _mounted_type(mountpoint: Path) -> str | None:
 
 
 def clear_dead_mount(mountpoint: Path) -> bool:
-    """Lazily unmount a b2fs mount whose daemon is gone (ENOTCONN); True if one was."""
+    """Lazily unmount a b2fs mount whose daemon is gone (ENOTCONN); True if one was.
+    Asks with statfs, which the kernel always sends to the daemon: a stat may be answered
+    from the kernel's attribute cache for a while after the daemon died."""
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError as exc:
         if exc.errno != errno.ENOTCONN or _mounted_type(mountpoint) != "fuse.b2fs":
             return False

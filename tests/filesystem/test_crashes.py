@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 
 from b2fs.emulator import Emulator
 from filesystem.conftest import BUCKET, B2View
@@ -141,3 +142,20 @@ def test_fsync_of_a_large_file_returns_with_its_bytes_on_b2_and_its_metadata_fol
     assert calls.get("b2_upload_part", 0) == 0  # the bytes were not sent again
     assert calls.get("b2_start_large_file", 0) == 0
     assert b2.unfinished() == []
+
+
+def test_a_dead_mount_is_cleared_while_the_kernel_still_caches_its_attributes(
+    b2: B2View, mounter: Mounter
+) -> None:
+    """After kill -9 (systemd restarts the service at once), the kernel may still answer
+    stat of the mount point from its attribute cache: the new mount must see the dead
+    mount all the same, clear it and mount."""
+    mount = mounter.mount(BUCKET, options=["attr_timeout=1h"])
+    os.stat(mount.path)  # the kernel now holds the root's attributes for an hour
+    pid = mount.daemon_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    mount._wait_daemon_exit()  # the daemon is gone; its mount stays, dead
+    b2.upload("after.txt", b"new daemon")
+    mount = mounter.remount(mount, options=["attr_timeout=1h"])
+    assert (mount.path / "after.txt").read_bytes() == b"new daemon"  # the new daemon answers
