@@ -972,6 +972,8 @@ class Filesystem:
         old_bucket, old_key = source.bucket, source.key
         assert old_bucket is not None
         entry = source.staged
+        if entry is not None:
+            await self.writeback.settle(entry)  # a copy landing decides: clean or pending
         old_remote = source.remote
         if entry is not None and entry.dirty:
             if self.options.unlink == "delete" and entry.row.base_file_id and old_remote:

@@ -38,6 +38,7 @@ inode.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -45,7 +46,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +114,10 @@ class Entry:
     # large file whose final metadata is still being copied onto it): what fsync waits for.
     durable_version: int = -1
     failed_version: int = -1  # the version the last failed attempt was uploading
+    # A large upload is at a step B2 cannot take back: starting the large file, finishing
+    # it, or copying its final metadata onto it. A rename or removal waits for the step.
+    committing: bool = False
+    step_done: trio.Event = field(default_factory=trio.Event)  # set when such a step ends
     uploaded: RemoteFile | None = None
     failure: BaseException | None = None
     failures: int = 0
@@ -403,11 +408,13 @@ class WriteBack:
     async def retarget(self, entry: Entry, bucket: BucketRef, name: str) -> None:
         """The file was renamed. A pending upload now goes to ``name``; a clean entry just
         follows the name (the caller copied it on B2 already)."""
+        await self.settle(entry)
         dirty = entry.dirty
         if dirty:
             if entry.large is not None:
                 await self._abandon_large(entry)
             await self._modify(entry, let_upload_finish=True)
+            await self._abandon_started_meanwhile(entry)
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
         displaced = self.by_name.get((bucket.id, name))
@@ -424,9 +431,11 @@ class WriteBack:
         """The file was removed: never upload it; its bytes stay while it is held open."""
         if entry.discarded:
             return
+        await self.settle(entry)
         if entry.large is not None:
             await self._abandon_large(entry)
         await self._modify(entry, let_upload_finish=True)
+        await self._abandon_started_meanwhile(entry)
         entry.discarded = True
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
@@ -621,7 +630,7 @@ class WriteBack:
             if row.large_file_id is None:
                 info = entry.info()
                 # Shielded: a large file B2 started must be recorded, or it would bill forever.
-                with trio.CancelScope(shield=True):
+                with self._committing(entry), trio.CancelScope(shield=True):
                     file_id = await self.store.start_large_file(
                         row.bucket_id, row.name, row.content_type, info
                     )
@@ -654,44 +663,72 @@ class WriteBack:
                 await large.wake.wait()
         # Every part reflects the content as of now; record which version that is.
         entry.attempt_version = entry.version
-        result = await large.finish(entry.file.size)
-        if result is None:
-            # Too small to be a large file after all: send it in one piece.
-            await self._abandon_large(entry, keep_attempt=True)
-            return await self._upload_simple(entry)
-        entry.large = None
-        row.large_file_id = None
-        started_info = json.loads(row.large_info or "{}")
-        row.large_info = None
-        if started_info != entry.info():
-            # B2 holds the bytes: fsync may return now. The metadata follows, recorded first
-            # so that a restart copies it rather than upload the bytes again.
-            row.finished_file_id = result.file_id
-            with trio.CancelScope(shield=True):
-                await self.journal.update(row)
-            entry.durable_version = entry.attempt_version
-            self._notify_progress(entry)
-            result = await self._fix_metadata(entry, result)
-        return result
+        with self._committing(entry):
+            result = await large.finish(entry.file.size)
+            if result is not None:
+                entry.large = None
+                row.large_file_id = None
+                started_info = json.loads(row.large_info or "{}")
+                row.large_info = None
+                if started_info != entry.info():
+                    # B2 holds the bytes: fsync may return now. The metadata follows,
+                    # recorded first so that a restart copies it rather than upload again.
+                    row.finished_file_id = result.file_id
+                    with trio.CancelScope(shield=True):
+                        await self.journal.update(row)
+                    entry.durable_version = entry.attempt_version
+                    self._notify_progress(entry)
+                    result = await self._fix_metadata(entry, result)
+                return result
+        # Too small to be a large file after all: send it in one piece.
+        await self._abandon_large(entry, keep_attempt=True)
+        return await self._upload_simple(entry)
+
+    async def settle(self, entry: Entry) -> None:
+        """Wait until no large-upload step B2 cannot take back is under way (``committing``):
+        a rename or removal must know which version B2 holds under the old name, and no
+        large file may be started, finished or copied under a name that was just removed.
+        Without an await between this and the caller's next step, the attempt cannot start
+        such a step meanwhile."""
+        while entry.committing:
+            await entry.step_done.wait()
+
+    @contextlib.contextmanager
+    def _committing(self, entry: Entry) -> Iterator[None]:
+        """Mark a step of a large upload that B2 cannot take back (see ``settle``)."""
+        entry.committing = True
+        try:
+            yield
+        finally:
+            entry.committing = False
+            entry.step_done.set()
+            entry.step_done = trio.Event()
 
     async def _fix_finished(self, entry: Entry, file_id: str) -> RemoteFile | None:
         """Fix the metadata of the finished large file that holds the entry's bytes (after a
         restart, or a failed copy); None if that file is gone (the bytes go up again)."""
-        try:
-            finished = await self.store.get_file_info(file_id)
-        except B2NotFound:
-            log.warning("%s: its finished large file is gone; uploading it again", entry.row.name)
-            entry.row.finished_file_id = None
-            await self.journal.update(entry.row)
-            return None
-        entry.durable_version = entry.attempt_version
-        self._notify_progress(entry)
-        return await self._fix_metadata(entry, finished)
+        with self._committing(entry):
+            try:
+                finished = await self.store.get_file_info(file_id)
+            except B2NotFound:
+                log.warning(
+                    "%s: its finished large file is gone; uploading it again", entry.row.name
+                )
+                entry.row.finished_file_id = None
+                await self.journal.update(entry.row)
+                return None
+            entry.durable_version = entry.attempt_version
+            self._notify_progress(entry)
+            return await self._fix_metadata(entry, finished)
 
     async def _fix_metadata(self, entry: Entry, finished: RemoteFile) -> RemoteFile:
         """A large file's info is fixed when it starts; if the metadata changed while it was
-        written (its mtime always does), replace it with a server-side copy (no download)."""
+        written (its mtime always does), replace it with a server-side copy (no download).
+        The filesystem hears of the finished file first: until the copy lands, that is the
+        version B2 holds under the name (a rename or unlink then removes it)."""
         assert finished.file_id is not None
+        if self.listener is not None and not entry.discarded:
+            self.listener.uploaded(entry, finished)
         fixed = await server_copy(
             self.store, finished, entry.row.bucket_id, entry.row.name, info=entry.info()
         )
@@ -700,6 +737,13 @@ class WriteBack:
         except Exception as exc:  # without deleteFiles the intermediate version stays
             log.debug("could not delete the intermediate version of %s: %s", finished.name, exc)
         return fixed
+
+    async def _abandon_started_meanwhile(self, entry: Entry) -> None:
+        """After ``_modify`` waited: an attempt that was about to upload may have started a
+        large file meanwhile (under the name being given up): cancel it, or its parts would
+        be finished under that name and count as the entry's upload."""
+        if entry.large is not None or entry.row.large_file_id is not None:
+            await self._abandon_large(entry)
 
     async def _abandon_large(self, entry: Entry, *, keep_attempt: bool = False) -> None:
         """Stop a large upload and cancel it on B2 (never leave one billing)."""

@@ -259,3 +259,32 @@ def test_a_large_file_changed_while_its_metadata_copy_fails_goes_up_again_whole(
     assert newest.src_last_modified_millis == mtime_ms
     assert newest.file_info.get("mode") == str(0o100600)
     assert b2.unfinished() == []
+
+
+@pytest.mark.parametrize("copies_fail", [False, True], ids=["copy-works", "copy-fails"])
+def test_a_large_file_renamed_right_after_fsync_leaves_nothing_under_its_old_name(
+    b2: B2View, mounter: Mounter, emulator: Emulator, copies_fail: bool
+) -> None:
+    """The atomic-save pattern (write a temporary file, fsync, rename it over the real name)
+    with a large file: fsync returns before the copy that puts the final mtime on the
+    finished large file, so the rename meets that copy in flight, or failing."""
+    options = ["large_file_threshold=10M", "part_size=5M", "retry_time=1s"]
+    mount = mounter.mount(BUCKET, options=options)
+    if copies_fail:
+        emulator.faults.add("b2_copy_file:503")
+    data = os.urandom(12 * MiB)
+    with open(mount.path / "save.tmp", "wb", buffering=0) as f:
+        f.write(data)
+        os.fsync(f.fileno())
+    os.rename(mount.path / "save.tmp", mount.path / "save")
+    mtime_ms = (mount.path / "save").stat().st_mtime_ns // 1_000_000
+    emulator.faults.clear()
+    mount.unmount()
+
+    names = b2.names()
+    assert set(names) == {"save"}  # nothing left (or come back) under the temporary name
+    assert b2.read("save") == data
+    assert names["save"].src_last_modified_millis == mtime_ms
+    assert b2.unfinished() == []
+    if not copies_fail:  # the rename was a server-side copy, not a second upload
+        assert b2.calls().get("b2_upload_part", 0) == 3
