@@ -7,10 +7,12 @@ last at least ``part_size``), and a restart computes the same plan again.
 from __future__ import annotations
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
 from b2fs.transfer import parts
+from b2fs.transfer.upload import LargeUpload
 
 MB = 10**6
 
@@ -51,3 +53,20 @@ def test_the_parts_cover_every_byte_once(part_size: int, file_size: int) -> None
 def test_a_file_too_big_for_ten_thousand_parts_is_refused() -> None:
     with pytest.raises(ValueError, match="10000 parts"):
         parts.part_count(5 * MB, 10**15)
+
+
+def test_a_write_into_an_uploaded_part_makes_it_ready_again() -> None:
+    """The parts of a large upload are uploaded again when a write touches them after their
+    upload, however far the writer has gone since (``LargeUpload`` skips parts it found
+    current on earlier calls, on every write of a streaming writer)."""
+    size = 5 * MB
+    large = LargeUpload(None, "large", MB, "/nonexistent", trio.CapacityLimiter(1))  # type: ignore[arg-type]
+    assert large._ready(size, final=False) == [1, 2, 3, 4]  # part 5 ends at the frontier
+    for number in (1, 2, 3, 4):  # uploaded, as _upload_part records it
+        state = large.part(number)
+        state.uploaded_at = state.changes
+    assert large._ready(size, final=False) == []
+    assert large._ready(size + MB, final=False) == [5]
+    large.touch(MB + 10, MB + 20)  # a write into part 2, uploaded long ago
+    assert large._ready(size + MB, final=False) == [2, 5]
+    assert large._ready(size + MB, final=True) == [2, 5, 6]
