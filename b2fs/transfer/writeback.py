@@ -676,8 +676,6 @@ class WriteBack:
                     row.finished_file_id = result.file_id
                     with trio.CancelScope(shield=True):
                         await self.journal.update(row)
-                    entry.durable_version = entry.attempt_version
-                    self._notify_progress(entry)
                     result = await self._fix_metadata(entry, result)
                 return result
         # Too small to be a large file after all: send it in one piece.
@@ -717,16 +715,17 @@ class WriteBack:
                 entry.row.finished_file_id = None
                 await self.journal.update(entry.row)
                 return None
-            entry.durable_version = entry.attempt_version
-            self._notify_progress(entry)
             return await self._fix_metadata(entry, finished)
 
     async def _fix_metadata(self, entry: Entry, finished: RemoteFile) -> RemoteFile:
         """A large file's info is fixed when it starts; if the metadata changed while it was
         written (its mtime always does), replace it with a server-side copy (no download).
-        The filesystem hears of the finished file first: until the copy lands, that is the
-        version B2 holds under the name (a rename or unlink then removes it)."""
+        ``finished`` holds the attempt's bytes: fsync returns now, and the filesystem hears
+        of it first (until the copy lands, that is the version B2 holds under the name: a
+        rename or unlink then removes it)."""
         assert finished.file_id is not None
+        entry.durable_version = entry.attempt_version
+        self._notify_progress(entry)
         if self.listener is not None and not entry.discarded:
             self.listener.uploaded(entry, finished)
         fixed = await server_copy(
