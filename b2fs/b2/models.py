@@ -9,8 +9,11 @@ about the rest (optional and authorization-filtered fields become ``None``), bec
 fields over time. The JSON object itself is kept in ``raw`` (excluded from ``repr`` and
 equality) for the fields not modelled here (replication, retention details, ...).
 
-Mappings (``file_info``, ``bucket_info``) are read-only views. Secrets (upload and download
-tokens, a new key's secret) are fields with ``repr=False``: printing a model never shows one.
+Mappings (``file_info``, ``bucket_info``, ``raw``) are read-only views. Views of JSON objects
+are not copies: ``from_json`` takes over the object it is given (the client hands it each
+answer just parsed and keeps no other reference), which matters in listings of 10,000 files.
+Secrets (upload and download tokens, a new key's secret) are fields with ``repr=False``:
+printing a model never shows one.
 The account's own authorization token is not in any model; ``auth.py`` keeps it.
 """
 
@@ -91,7 +94,7 @@ def _str_map(value: Any) -> Mapping[str, str]:
 def _opt_map(value: Any) -> Mapping[str, Any] | None:
     if not isinstance(value, Mapping):
         return None
-    return MappingProxyType(dict(value))
+    return MappingProxyType(value)
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -287,6 +290,9 @@ class FileAction(enum.StrEnum):
             return cls.UNKNOWN
 
 
+_FILE_ACTIONS = {action.value: action for action in FileAction}
+
+
 @dataclass(frozen=True)
 class FileVersion:
     """A file version, hide marker, unfinished large file or folder row (B2-API.md §4.3).
@@ -315,16 +321,27 @@ class FileVersion:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FileVersion:
+        # Called once per name of a listing (10,000 per page): the optional fields are read
+        # inline rather than through the helpers above, which costs a third of the time.
         what = "file version"
-        action = FileAction.parse(_req(data, "action", str, what))
-        file_id = _opt_str(data, "fileId")
-        if file_id is None and action is not FileAction.FOLDER:
-            raise B2UnexpectedResponse(
-                200, "unexpected_response", f"{what} has no valid 'fileId' field", ""
-            )
+        get = data.get
+        action = _FILE_ACTIONS.get(_req(data, "action", str, what), FileAction.UNKNOWN)
+        file_id = get("fileId")
+        if not isinstance(file_id, str):
+            if action is not FileAction.FOLDER:
+                raise B2UnexpectedResponse(
+                    200, "unexpected_response", f"{what} has no valid 'fileId' field", ""
+                )
+            file_id = None
         length = _opt_int(data, "contentLength")
         if length is None:
             length = _opt_int(data, "size") or 0
+        sha1, md5, content_type = get("contentSha1"), get("contentMd5"), get("contentType")
+        encryption, retention, hold = (
+            get("serverSideEncryption"),
+            get("fileRetention"),
+            get("legalHold"),
+        )
         return cls(
             file_name=_req(data, "fileName", str, what),
             action=action,
@@ -332,16 +349,16 @@ class FileVersion:
             bucket_id=_opt_str(data, "bucketId"),
             account_id=_opt_str(data, "accountId"),
             content_length=length,
-            content_sha1=_opt_str(data, "contentSha1"),
-            content_md5=_opt_str(data, "contentMd5"),
-            content_type=_opt_str(data, "contentType"),
-            file_info=_str_map(data.get("fileInfo")),
+            content_sha1=sha1 if isinstance(sha1, str) else None,
+            content_md5=md5 if isinstance(md5, str) else None,
+            content_type=content_type if isinstance(content_type, str) else None,
+            file_info=_str_map(get("fileInfo")),
             upload_timestamp=_opt_int(data, "uploadTimestamp") or 0,
-            server_side_encryption=_opt_map(data.get("serverSideEncryption")),
-            file_retention=_opt_map(data.get("fileRetention")),
-            legal_hold=_opt_map(data.get("legalHold")),
+            server_side_encryption=_opt_map(encryption) if encryption is not None else None,
+            file_retention=_opt_map(retention) if retention is not None else None,
+            legal_hold=_opt_map(hold) if hold is not None else None,
             replication_status=_opt_str(data, "replicationStatus"),
-            raw=MappingProxyType(dict(data)),
+            raw=MappingProxyType(data),
         )
 
     @property

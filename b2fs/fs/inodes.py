@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import trio
@@ -70,13 +71,24 @@ class Inode:
     marker: RemoteFile | None = None  # the .bzEmpty object seen in the last listing
     readdir_at: float = -math.inf  # trio time of the last readdir (spots recursive walks)
     subtree_too_big: bool = False  # too many names below to list the subtree at once
-    lock: trio.Lock = field(default_factory=trio.Lock)  # namespace changes in this directory
-    list_lock: trio.Lock = field(default_factory=trio.Lock)  # one listing at a time
     # Attributes set locally on a directory (not kept on B2).
     dir_mode: int | None = None
     dir_mtime_ns: int | None = None
     # Files: what the kernel's page cache holds (see Filesystem.open).
     cached_content: object = None
+
+    # Directories' locks are made on first use (``functools.cached_property``): a listing of
+    # 10,000 files would otherwise make 20,000 locks nobody takes.
+
+    @cached_property
+    def lock(self) -> trio.Lock:
+        """Held while the namespace of this directory changes."""
+        return trio.Lock()
+
+    @cached_property
+    def list_lock(self) -> trio.Lock:
+        """Held by a listing of this directory (one at a time)."""
+        return trio.Lock()
 
     @property
     def is_dir(self) -> bool:
