@@ -160,6 +160,13 @@ class ObjectStore(Protocol):
         """Every visible name under prefix (folder rows with a delimiter), paged as needed."""
         ...
 
+    async def list_names_page(
+        self, bucket_id: str, prefix: str, start: str | None, count: int
+    ) -> tuple[list[RemoteFile], str | None]:
+        """Up to ``count`` visible names under prefix from ``start`` on (no delimiter), and
+        where the next page starts (None at the end)."""
+        ...
+
     def list_versions(
         self, bucket_id: str, prefix: str, delimiter: str | None
     ) -> AsyncIterator[RemoteFile]:

@@ -298,6 +298,16 @@ _SPECS = [
         maximum=256,
     ),
     OptionSpec(
+        "list_concurrency",
+        parse_int,
+        16,
+        "List calls in flight at once when a recursive walk (ls -R, find, du) fetches every "
+        "name below a directory in ranges.",
+        kind="int",
+        minimum=1,
+        maximum=64,
+    ),
+    OptionSpec(
         "readahead",
         parse_size,
         128 * _MiB,
@@ -456,6 +466,7 @@ class MountOptions:
     upload_concurrency: int = 32
     writeback_delay: float = 1.0
     download_concurrency: int = 16
+    list_concurrency: int = 16
     readahead: int = 128 * _MiB
     kernel_readahead: int = 4 * _MiB
     versions_dir: str = ".versions"

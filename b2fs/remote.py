@@ -89,6 +89,14 @@ class B2ObjectStore:
         ):
             yield to_remote(version)
 
+    async def list_names_page(
+        self, bucket_id: str, prefix: str, start: str | None, count: int
+    ) -> tuple[list[RemoteFile], str | None]:
+        versions, after = await self.client.list_file_names_page(
+            bucket_id, start_file_name=start, prefix=prefix, max_file_count=count
+        )
+        return [to_remote(version) for version in versions], after
+
     async def list_versions(
         self, bucket_id: str, prefix: str, delimiter: str | None
     ) -> AsyncIterator[RemoteFile]:

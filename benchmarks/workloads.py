@@ -272,7 +272,12 @@ def limit_spec(ctx: Context, workload: int) -> dict[str, Any]:
             "connections": options.upload_concurrency,
         }
     if workload == 6:
-        return {"op": "list", "bucket_id": bucket, "prefix": TREE_PREFIX}
+        return {
+            "op": "list",
+            "bucket_id": bucket,
+            "prefix": TREE_PREFIX,
+            "connections": options.list_concurrency,
+        }
     if workload == 7:
         extracted = ctx.work / "stdlib-extracted"
         if not extracted.exists():

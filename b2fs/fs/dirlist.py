@@ -42,6 +42,7 @@ import trio
 from b2fs.fs import names
 from b2fs.fs.attrs import remote_kind
 from b2fs.fs.inodes import ROOT_INODE, Inode, InodeTable, Kind
+from b2fs.fs.subtree import list_subtree
 from b2fs.objectstore import ObjectStore, RemoteFile
 from b2fs.transfer.writeback import WriteBack
 
@@ -56,6 +57,9 @@ class Listed:
 
     kind: Kind
     remote: RemoteFile | None = None  # for files
+
+
+_FOLDER = Listed(Kind.DIR)
 
 
 class Freshness:
@@ -148,8 +152,10 @@ class DirectoryLister:
         writeback: WriteBack,
         freshness: Freshness,
         at_ms: int | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.store = store
+        self.concurrency = concurrency  # list calls at once for a subtree
         self.inodes = inodes
         self.writeback = writeback
         self.freshness = freshness
@@ -186,7 +192,7 @@ class DirectoryLister:
         listed: dict[str, Listed] = {}
         marker: RemoteFile | None = None
         if synthetic is not None:
-            listed[synthetic] = Listed(Kind.DIR)
+            listed[synthetic] = _FOLDER
         if prefix is not None:
             self.list_calls += 1
             async for remote in self._names(directory.bucket.id, prefix):
@@ -196,7 +202,7 @@ class DirectoryLister:
                     if "/" in component or not names.is_showable(component):
                         names.skip_warning(remote.name, "its path has an empty, '.' or '..' part")
                         continue
-                    listed[component] = Listed(Kind.DIR)
+                    listed[component] = _FOLDER
                 else:
                     marker = _add_file(listed, remote, rest) or marker
         self._add_local(directory, listed)
@@ -211,13 +217,14 @@ class DirectoryLister:
     # -- whole subtrees -------------------------------------------------------------------
 
     async def refresh_subtree(self, directory: Inode) -> None:
-        """List everything below ``directory`` in one paged listing without a delimiter,
-        and apply it to every folder it covers completely (a recursive walk, ``ls -lR`` or
-        ``find``, then costs one call per 10,000 names instead of one per folder).
+        """List everything below ``directory`` without a delimiter (``fs/subtree.py``: in
+        parallel ranges cut at its subfolders), and apply it to every folder it covers
+        completely: a recursive walk, ``ls -lR`` or ``find``, then costs a few calls in all
+        instead of one per folder, one after the other.
 
-        Up to ``SUBTREE_PAGES`` pages: a bigger subtree is marked so and not tried again, but
-        the folders already covered are applied. Not in point-in-time mounts, nor where the
-        key's name prefix shapes the listing.
+        Up to ``SUBTREE_PAGES * SUBTREE_PAGE`` names: a bigger subtree is marked so and not
+        tried again, but the folders already covered are applied. Not in point-in-time
+        mounts, nor where the key's name prefix shapes the listing.
         """
         key = directory.key
         bucket = directory.bucket
@@ -231,24 +238,24 @@ class DirectoryLister:
         async with directory.list_lock:
             before = _generations(directory)
             asked = trio.current_time()
+            subfolders = sorted(child.key for child in directory.children.values() if child.is_dir)
+            found = await list_subtree(
+                self.store,
+                bucket.id,
+                key,
+                subfolders,
+                concurrency=self.concurrency,
+                budget=SUBTREE_PAGES * SUBTREE_PAGE,
+            )
+            self.list_calls += found.calls
             folders: dict[str, tuple[dict[str, Listed], list[RemoteFile | None]]] = {}
-            last = ""
-            count = 0
-            self.list_calls += 1
-            async for remote in self.store.list_names(bucket.id, key, None):
-                count += 1
-                last = remote.name
+            for remote in found.rows:
                 _place(folders, key, remote)
-                if count % SUBTREE_PAGE == 0:
-                    if count >= SUBTREE_PAGES * SUBTREE_PAGE:
-                        self._too_big(directory)
-                        break
-                    self.list_calls += 1
-            else:
-                last = ""  # the whole subtree came: every folder in it is complete
+            if found.covered_to is not None:
+                self._too_big(directory)
             now = trio.current_time()
             for prefix in sorted(folders):  # parents before children
-                if last and last.startswith(prefix):
+                if found.covered_to is not None and found.covered_to.startswith(prefix):
                     continue  # the listing stopped inside this folder
                 folder = self._folder(directory, prefix)
                 if folder is None or before.get(folder, folder.generation) != folder.generation:
@@ -401,7 +408,7 @@ def _add_file(listed: dict[str, Listed], remote: RemoteFile, rest: str) -> Remot
         return remote
     if not names.is_showable(rest):
         names.skip_warning(remote.name, "it ends in '/' or has a '.' or '..' part")
-    elif listed.get(rest, Listed(Kind.FILE)).kind is Kind.DIR:
+    elif (existing := listed.get(rest)) is not None and existing.kind is Kind.DIR:
         names.skip_warning(remote.name, "a folder of the same name hides it")
     else:
         listed[rest] = Listed(remote_kind(remote), remote)
@@ -415,18 +422,23 @@ def _place(
 ) -> None:
     """File a row of a subtree listing under every folder on its path."""
     parts = remote.name[len(top) :].split("/")
-    if any(not names.is_showable(part) for part in parts[:-1]):
+    leaf = parts.pop()
+    if not names.all_showable(parts):
         names.skip_warning(remote.name, "its path has an empty, '.' or '..' part")
         return
     prefix = top
-    for part in parts[:-1]:
-        listed, _ = folders.setdefault(prefix, ({}, [None]))
-        listed[part] = Listed(Kind.DIR)  # a folder wins over a file of the same name
+    for part in parts:
+        folder = folders.get(prefix)
+        if folder is None:
+            folder = folders[prefix] = ({}, [None])
+        folder[0][part] = _FOLDER  # a folder wins over a file of the same name
         prefix += part + "/"
-    listed, marker = folders.setdefault(prefix, ({}, [None]))
-    found = _add_file(listed, remote, parts[-1])
+    folder = folders.get(prefix)
+    if folder is None:
+        folder = folders[prefix] = ({}, [None])
+    found = _add_file(folder[0], remote, leaf)
     if found is not None:
-        marker[0] = found
+        folder[1][0] = found
 
 
 def _generations(top: Inode) -> dict[Inode, int]:

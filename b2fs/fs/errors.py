@@ -53,6 +53,8 @@ _OS_LEVELS = {errno.ENOSPC: logging.WARNING, errno.EDQUOT: logging.WARNING}
 
 def to_fs_error(exc: BaseException) -> FsError:
     """The FsError for any exception raised while serving a request."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]  # calls made at once (a nursery): the first failure decides
     if isinstance(exc, FsError):
         return exc
     if isinstance(exc, b2e.B2Error):

@@ -102,7 +102,12 @@ class Filesystem:
         self.handles = HandleTable()
         self.freshness = Freshness(options.dir_timeout)
         self.lister = DirectoryLister(
-            store, self.inodes, writeback, self.freshness, at_ms=options.version_at
+            store,
+            self.inodes,
+            writeback,
+            self.freshness,
+            at_ms=options.version_at,
+            concurrency=options.list_concurrency,
         )
         self.attrs = AttributeMaker(options, time.time_ns(), cache.block_size)
         self.root = Inode(

@@ -49,8 +49,15 @@ def check_b2_name(full_name: str) -> None:
         raise FsError(errno.EINVAL, exc.message) from None
 
 
+_UNSHOWABLE = frozenset(("", ".", ".."))
+
+
 def is_showable(component: str) -> bool:
-    return component not in ("", ".", "..")
+    return component not in _UNSHOWABLE
+
+
+def all_showable(components: list[str]) -> bool:
+    return _UNSHOWABLE.isdisjoint(components)
 
 
 def skip_warning(full_name: str, why: str) -> None:

@@ -191,6 +191,41 @@ async def test_a_recursive_walk_lists_the_subtree_at_once(core: Core) -> None:
     assert core.calls("b2_list_file_names") - before == 2
 
 
+async def test_a_recursive_walk_of_a_big_subtree_lists_ranges_at_once(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the probe, the names below come in ranges cut at the subfolders, listed
+    together (``list_concurrency`` at most): every file is shown once, in at most one call
+    per folder plus the pages."""
+    monkeypatch.setattr("b2fs.fs.subtree.PROBE", 20)
+    monkeypatch.setattr("b2fs.fs.subtree._RANGE", 10)
+    expected = []
+    for d in range(30):
+        for f in range(8):
+            await core.upload(f"walk/d{d:02d}/f{f}", b"x")
+            expected.append(f"d{d:02d}/f{f}")
+        expected.append(f"d{d:02d}")
+    store = core.fs.lister.store
+    pages = store.list_names_page
+    in_flight, most = [0], [0]
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        try:
+            return await pages(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(store, "list_names_page", counted)
+    walk_top = await core.ino("walk")
+    before = core.calls("b2_list_file_names")
+    assert sorted(await walk(core, walk_top)) == sorted(expected)
+    calls = core.calls("b2_list_file_names") - before
+    assert 1 < most[0] <= core.fs.options.list_concurrency
+    assert calls <= 1 + 30 + 2  # walk/ itself, then at most folders + pages
+
+
 async def test_a_subtree_too_big_for_one_listing_falls_back_to_folders(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
