@@ -254,17 +254,24 @@ class BlockFetcher:
         being fetched."""
         assert self._nursery is not None
         slots = int(self.slots.total_tokens)
+        file_last = (file_size - 1) // self.block_size
         while index <= last:
             if self._present(file_id, index):
                 index += 1
                 continue
+            wanted = self._run_length(index - after_block, slots)
             run_end = index
             while (
                 run_end + 1 <= last
-                and run_end + 1 - index < self._run_length(index - after_block, slots)
+                and run_end + 1 - index < wanted
                 and not self._present(file_id, run_end + 1)
             ):
                 run_end += 1
+            if run_end - index + 1 < wanted and run_end == last < file_last:
+                # Only the window's end cuts this run short: wait until the reader moves the
+                # end on, rather than top the window up a block per read (each request costs
+                # a round trip: short ones made the link up to a quarter slower).
+                break
             slot = object()
             try:
                 self.slots.acquire_on_behalf_of_nowait(slot)
