@@ -208,13 +208,19 @@ async def walk(core: Core, ino: int) -> list[str]:
     return found
 
 
-async def test_a_recursive_walk_lists_the_subtree_at_once(core: Core) -> None:
+async def upload_tree(core: Core, top: str, *, folders: int, files: int) -> list[str]:
+    """Upload top/dNN/fNN for each folder and file; returns the paths a walk should find."""
     expected = []
-    for d in range(12):
-        for f in range(15):
-            await core.upload(f"tree/d{d:02d}/f{f:02d}", b"x")
+    for d in range(folders):
+        for f in range(files):
+            await core.upload(f"{top}/d{d:02d}/f{f:02d}", b"x")
             expected.append(f"d{d:02d}/f{f:02d}")
         expected.append(f"d{d:02d}")
+    return expected
+
+
+async def test_a_recursive_walk_lists_the_subtree_at_once(core: Core) -> None:
+    expected = await upload_tree(core, "tree", folders=12, files=15)
     await core.upload("tree/d03/deeper/leaf", b"y")
     expected += ["d03/deeper", "d03/deeper/leaf"]
     tree = await core.ino("tree")
@@ -232,12 +238,7 @@ async def test_a_recursive_walk_of_a_big_subtree_lists_ranges_at_once(
     per folder plus the pages."""
     monkeypatch.setattr("b2fs.fs.subtree.PROBE", 20)
     monkeypatch.setattr("b2fs.fs.subtree._RANGE", 10)
-    expected = []
-    for d in range(30):
-        for f in range(8):
-            await core.upload(f"walk/d{d:02d}/f{f}", b"x")
-            expected.append(f"d{d:02d}/f{f}")
-        expected.append(f"d{d:02d}")
+    expected = await upload_tree(core, "walk", folders=30, files=8)
     store = core.fs.lister.store
     pages = store.list_names_page
     in_flight, most = [0], [0]

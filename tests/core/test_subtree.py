@@ -53,6 +53,20 @@ class Names:
         return [RemoteFile(name=n, action="upload", file_id=n, size=1) for n in page], after
 
 
+async def walk(
+    store: Names, folders: list[str], *, concurrency: int, budget: int
+) -> subtree.SubtreeNames:
+    """``list_subtree`` of everything below TOP, on the fake store."""
+    return await subtree.list_subtree(
+        store,  # type: ignore[arg-type]
+        "bucket",
+        TOP,
+        folders,
+        concurrency=concurrency,
+        budget=budget,
+    )
+
+
 _COMPONENTS = st.sampled_from(["a", "a-", "a.b", "a0", "b", "é", "😀", "Z", "zz"])
 
 
@@ -87,14 +101,7 @@ async def test_a_subtree_comes_whole_and_in_order_or_up_to_where_it_stopped(
     saved = subtree.PROBE, subtree._RANGE
     subtree.PROBE, subtree._RANGE = probe, 1  # small trees cut into many ranges
     try:
-        found = await subtree.list_subtree(
-            store,  # type: ignore[arg-type]
-            "bucket",
-            TOP,
-            folders,
-            concurrency=concurrency,
-            budget=budget,
-        )
+        found = await walk(store, folders, concurrency=concurrency, budget=budget)
     finally:
         subtree.PROBE, subtree._RANGE = saved
     got = [row.name for row in found.rows]
@@ -113,14 +120,7 @@ async def test_ranges_are_listed_at_once_and_overshoot_little() -> None:
     names = [f"{TOP}d{d:03d}/f{f:03d}" for d in range(100) for f in range(100)]
     folders = sorted({name.rsplit("/", 1)[0] + "/" for name in names})
     store = Names(names, next_is_padded=False)
-    found = await subtree.list_subtree(
-        store,  # type: ignore[arg-type]
-        "bucket",
-        TOP,
-        folders,
-        concurrency=16,
-        budget=50_000,
-    )
+    found = await walk(store, folders, concurrency=16, budget=50_000)
     assert [row.name for row in found.rows] == names
     assert found.covered_to is None
     assert store.most_in_flight == 16
@@ -161,14 +161,7 @@ async def test_a_walk_over_budget_returns_nothing_past_its_first_unfinished_rang
     names = [f"{TOP}a/{n:02d}" for n in range(50)] + [f"{TOP}{f}/1" for f in "bcd"]
     folders = [f"{TOP}{f}/" for f in "abcd"]
     store = SlowFolder(names, others=3)
-    found = await subtree.list_subtree(
-        store,  # type: ignore[arg-type]
-        "bucket",
-        TOP,
-        folders,
-        concurrency=4,
-        budget=20,
-    )
+    found = await walk(store, folders, concurrency=4, budget=20)
     assert found.covered_to == f"{TOP}a/01"
     assert [row.name for row in found.rows] == [f"{TOP}a/00"]
 
@@ -192,13 +185,7 @@ async def test_a_range_refused_by_b2_fails_the_walk_with_its_own_errno(
     monkeypatch.setattr(subtree, "PROBE", 2)
     monkeypatch.setattr(subtree, "_RANGE", 1)
     names = [f"{TOP}{f}/{n}" for f in "abcdef" for n in range(3)]
+    store = Refusing(names, next_is_padded=False)
     with pytest.raises(BaseException) as raised:
-        await subtree.list_subtree(
-            Refusing(names, next_is_padded=False),  # type: ignore[arg-type]
-            "bucket",
-            TOP,
-            [f"{TOP}{f}/" for f in "abcdef"],
-            concurrency=4,
-            budget=100,
-        )
+        await walk(store, [f"{TOP}{f}/" for f in "abcdef"], concurrency=4, budget=100)
     assert to_fs_error(raised.value).errno == errno.EACCES
