@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import http.client
 import queue
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -140,7 +141,7 @@ def fetch_range(
     *,
     timeout: float = 60.0,
     verify_whole_file: bool = True,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
     into: Into | None = None,
 ) -> None:
     """GET bytes [offset, offset+length) of ``url`` into ``sink`` (see the module docstring).
@@ -213,7 +214,7 @@ def _stream(
     sink: Callable[[memoryview], None],
     progress: Progress,
     may_verify: bool,
-    stop: threading.Event | None,
+    stop: StopSignal | None,
     into: Into | None,
 ) -> None:
     whole = (
@@ -236,7 +237,7 @@ def _read_body(
     length: int,
     sink: Callable[[memoryview], None],
     progress: Progress,
-    stop: threading.Event | None,
+    stop: StopSignal | None,
     into: Into | None,
 ) -> None:
     left = length
@@ -283,7 +284,7 @@ def post_file(
     append_sha1: bool,
     progress: Callable[[int], None] | None = None,
     timeout: float = 60.0,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
 ) -> Posted:
     """POST ``length`` bytes of ``path`` from ``offset`` (see the module docstring). A 2xx or
     not, the answer is returned; only a broken exchange raises (:class:`HttpBroken`)."""
@@ -298,32 +299,33 @@ def post_file(
         with open(path, "rb") as source:
             source.seek(offset)
             conn = _connection(origin, timeout)
-            conn.putrequest("POST", target, skip_accept_encoding=True)
-            for name, value in headers.items():
-                conn.putheader(name, value)
-            conn.putheader("Content-Length", str(length + (40 if append_sha1 else 0)))
-            conn.endheaders()
-            with _buffer() as buffer:
-                left = length
-                while left > 0:
-                    if stop is not None and stop.is_set():
-                        raise Stopped()  # the request is cut short: B2 stores nothing
-                    n = source.readinto(buffer[: min(left, len(buffer))])
-                    if not n:
-                        raise SourceShort(left)
-                    view = buffer[:n]
-                    hasher.update(view)
-                    conn.send(view)
-                    left -= n
-                    sent += n
-                    if progress is not None:
-                        progress(sent)
-            digest = hasher.hexdigest()
-            if append_sha1:
-                conn.send(digest.encode("ascii"))
-                sent += 40
-            response = conn.getresponse()
-            body = response.read(MAX_ERROR_BODY)
+            with _abortable(stop, conn):
+                conn.putrequest("POST", target, skip_accept_encoding=True)
+                for name, value in headers.items():
+                    conn.putheader(name, value)
+                conn.putheader("Content-Length", str(length + (40 if append_sha1 else 0)))
+                conn.endheaders()
+                with _buffer() as buffer:
+                    left = length
+                    while left > 0:
+                        if stop is not None and stop.is_set():
+                            raise Stopped()  # the request is cut short: B2 stores nothing
+                        n = source.readinto(buffer[: min(left, len(buffer))])
+                        if not n:
+                            raise SourceShort(left)
+                        view = buffer[:n]
+                        hasher.update(view)
+                        conn.send(view)
+                        left -= n
+                        sent += n
+                        if progress is not None:
+                            progress(sent)
+                digest = hasher.hexdigest()
+                if append_sha1:
+                    conn.send(digest.encode("ascii"))
+                    sent += 40
+                response = conn.getresponse()
+                body = response.read(MAX_ERROR_BODY)
             if response.will_close or not response.isclosed():
                 _drop(origin)
             return Posted(response.status, dict(response.getheaders()), body, digest, sent)
@@ -335,12 +337,59 @@ def post_file(
         raise
 
 
+class StopSignal:
+    """Tells a transfer's thread to stop (:func:`run_stoppable`): at its next chunk, and at
+    once while it is blocked on a connection it registered (:func:`_abortable`), by shutting
+    that connection down. An upload whose body the kernel has already taken from the thread
+    would otherwise go on reaching B2, and be stored, after its caller gave it up."""
+
+    def __init__(self) -> None:
+        self._set = threading.Event()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+
+    def is_set(self) -> bool:
+        return self._set.is_set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._set.set()
+            if self._sock is not None:
+                _shut_down(self._sock)
+
+    @contextlib.contextmanager
+    def watching(self, conn: http.client.HTTPConnection) -> Iterator[None]:
+        if conn.sock is None:
+            conn.connect()
+        with self._lock:
+            self._sock = conn.sock
+            if self._set.is_set():
+                _shut_down(conn.sock)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sock = None
+
+
+def _abortable(
+    stop: StopSignal | None, conn: http.client.HTTPConnection
+) -> contextlib.AbstractContextManager[None]:
+    return stop.watching(conn) if stop is not None else contextlib.nullcontext()
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 async def run_stoppable(fn: Callable[..., T], limiter: trio.CapacityLimiter, **kwargs: object) -> T:
-    """Run ``fn(stop=event, **kwargs)`` in a worker thread. If the calling task is cancelled,
-    ``event`` is set and the cancellation waits (shielded) until the thread has stopped,
-    within one chunk: nothing of the transfer goes on behind the caller's back (an upload
-    never reads its source after its attempt was cancelled)."""
-    stop = threading.Event()
+    """Run ``fn(stop=signal, **kwargs)`` in a worker thread. If the calling task is cancelled,
+    the :class:`StopSignal` is set and the cancellation waits (shielded) until the thread has
+    stopped, within one chunk or at once when it waits on an upload's connection: nothing of
+    the transfer goes on behind the caller's back (an upload never reads its source after its
+    attempt was cancelled, and is cut short rather than finished)."""
+    stop = StopSignal()
     finished = trio.Event()
     result: list[outcome.Outcome[T]] = []
 

@@ -220,3 +220,37 @@ async def test_a_cancelled_upload_stops_reading_its_source(
         # The thread stopped at once: at most the chunk being read when it was told.
         assert len(read_after_cancel) <= 1
         assert [v async for v in client.list_file_names(bucket.bucket_id)] == []
+
+
+async def test_an_upload_cancelled_once_its_body_is_sent_is_cut_short(
+    emulator_factory: Any, tmp_path: Path
+) -> None:
+    """The thread has handed the whole body to the kernel (so it no longer checks between
+    chunks) and waits for B2's answer while B2 still receives: a cancellation shuts the
+    connection down, so that B2 stores nothing (before, the upload completed while the
+    cancellation waited for the thread: a file "not yet on B2" landed after all)."""
+    slow = emulator_factory(bandwidth_mbps=8)  # 1 MB/s: B2 takes seconds to receive it
+    async with await connect_to(slow) as client:
+        bucket = await client.create_bucket("slow-bucket")
+        path = tmp_path / "staging"
+        size = 1_500_000  # fits in the loopback socket buffers
+        path.write_bytes(os.urandom(size))
+        sent_all = trio.Event()
+
+        def progress(sent: int) -> None:
+            if sent >= size:
+                trio.from_thread.run_sync(sent_all.set)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+
+                async def upload() -> None:
+                    await client.upload_file(
+                        bucket.bucket_id, "f", FileSource(path, progress=progress)
+                    )
+
+                nursery.start_soon(upload)
+                await sent_all.wait()
+                nursery.cancel_scope.cancel()
+        assert [v async for v in client.list_file_names(bucket.bucket_id)] == []
+        assert calls(slow, "b2_upload_file") <= 1
