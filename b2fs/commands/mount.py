@@ -12,7 +12,10 @@ this process: that is how systemd runs it (``Type=notify``: READY=1 once mounted
 ``b2fs unmount`` asks the daemon over its control socket to finish the pending uploads and
 unmount. On a terminal it draws a progress bar of those uploads; elsewhere it is silent unless
 something fails. Ctrl-C unmounts at once and says how many uploads stay queued for the next
-mount. Without a reachable daemon it falls back to ``fusermount3 -u``.
+mount. Either way it returns once the daemon has exited (its pid comes from the control
+socket's peer credentials), not only once the kernel dropped the mount: the daemon may still
+be closing its journal and cache then. Without a reachable daemon it falls back to
+``fusermount3 -u``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -242,6 +247,7 @@ def run_unmount(args: argparse.Namespace) -> int:
         return _fail(not_yours(mountpoint))
     except OSError:
         return _fusermount(mountpoint)
+    daemon = _peer_pid(sock)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     last: dict[str, Any] = {}
     with sock, sock.makefile("rwb") as stream:
@@ -265,6 +271,7 @@ def run_unmount(args: argparse.Namespace) -> int:
     if not last.get("done"):
         return _fail(f"the b2fs daemon of {mountpoint} stopped answering; see its log")
     _wait_unmounted(mountpoint)
+    _wait_exited(daemon)
     return 0
 
 
@@ -272,12 +279,14 @@ def _unmount_now(mountpoint: Path) -> int:
     """Ctrl-C: unmount at once, leave what is pending queued, and say so."""
     try:
         with connect_control(mountpoint) as now, now.makefile("rwb") as stream:
+            daemon = _peer_pid(now)
             stream.write(json.dumps({"command": "unmount", "now": True}).encode() + b"\n")
             stream.flush()
             answer = json.loads(stream.readline() or b"{}")
     except (OSError, ValueError) as exc:
         return _fail(f"interrupted; could not unmount {mountpoint} at once ({exc})")
     _wait_unmounted(mountpoint)
+    _wait_exited(daemon)
     pending = answer.get("pending_files", 0)
     if pending:
         print(
@@ -329,8 +338,6 @@ class ProgressBar:
 
 def _wait_unmounted(mountpoint: Path) -> None:
     """Block until the kernel no longer lists the mount (the daemon ends the session)."""
-    import select
-
     with open("/proc/self/mountinfo", "rb") as mounts:
         poller = select.poll()
         poller.register(mounts, select.POLLPRI | select.POLLERR)
@@ -339,6 +346,34 @@ def _wait_unmounted(mountpoint: Path) -> None:
             if not any(line.split()[4] == str(mountpoint).encode() for line in mounts):
                 return
             poller.poll(100)
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    """The daemon's pid, from the control socket's peer credentials (0 if not visible here,
+    as from another PID namespace)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[0])
+
+
+def _wait_exited(pid: int, timeout: float = 60.0) -> None:
+    """Block until the daemon has exited: after the kernel drops the mount it still closes
+    its journal and cache, and whatever follows ``b2fs unmount`` (removing the cache
+    directory, mounting it again, stopping a service) must find it gone."""
+    if pid <= 0:
+        return
+    try:
+        exited = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not select.select([exited], [], [], timeout)[0]:
+            print(
+                f"b2fs: unmounted, but the daemon (pid {pid}) is still running "
+                f"{timeout:.0f} s later; see its log",
+                file=sys.stderr,
+            )
+    finally:
+        os.close(exited)
 
 
 def _fusermount(mountpoint: Path) -> int:

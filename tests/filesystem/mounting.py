@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -57,10 +58,12 @@ class Mount:
         return run_b2fs(list(args), self.env, check=check, timeout=timeout)
 
     def unmount(self, timeout: float = 120) -> None:
-        """`b2fs unmount`: waits until every pending upload is on B2."""
+        """`b2fs unmount`: returns once every pending upload is on B2, the mount is gone and
+        so is its daemon (checked on every unmount of the suite)."""
+        pid = self.daemon_pid
         self.b2fs("unmount", str(self.path), timeout=timeout)
         assert not is_mounted(self.path)
-        self._wait_daemon_exit()
+        assert pid is None or has_exited(pid), f"the daemon (pid {pid}) outlived b2fs unmount"
 
     def _wait_daemon_exit(self) -> None:
         pid = self.daemon_pid
@@ -88,6 +91,18 @@ class Mount:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def has_exited(pid: int) -> bool:
+    """Whether the process has ended (a zombie not yet reaped counts as ended)."""
+    try:
+        process = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([process], [], [], 0)[0])
+    finally:
+        os.close(process)
 
 
 def run_b2fs(

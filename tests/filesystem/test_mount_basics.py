@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from b2fs.emulator import Emulator
 from filesystem.conftest import BUCKET, B2View
 from filesystem.mounting import Mounter
 
@@ -393,3 +395,18 @@ def test_the_block_cache_is_reused_after_a_remount(b2: B2View, mounter: Mounter)
     mount = mounter.remount(mount)  # same cache directory
     assert (mount.path / "cached.bin").read_bytes() == data
     assert b2.calls().get("b2_download_file_by_id", 0) == downloads  # served from disk
+
+
+def test_unmount_returns_once_the_daemon_is_gone(
+    b2: B2View, mounter: Mounter, emulator: Emulator
+) -> None:
+    """Downloads still in flight when the mount goes (a prefetch on a slow link) keep the
+    daemon alive a little longer: b2fs unmount waits for it, so that removing or reusing
+    the cache directory right after is safe."""
+    b2.upload("big", bytes(16 << 20))
+    emulator.config.bandwidth_mbps = 8  # 1 MB/s per connection, for the mount's connections
+    mount = mounter.mount(BUCKET)
+    with open(mount.path / "big", "rb") as reader:
+        assert reader.read(1 << 20) == bytes(1 << 20)  # the prefetch window is under way
+    mount.unmount()  # asserts that the daemon has exited
+    shutil.rmtree(mount.cache_dir)  # nothing writes there any more
