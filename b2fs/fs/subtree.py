@@ -44,7 +44,7 @@ _RANGE = 200  # names a range is cut for at least (fewer, bigger ranges for smal
 class SubtreeNames:
     rows: list[RemoteFile]  # in name order
     covered_to: str | None  # None: every name came; else the first name not covered
-    calls: int  # list calls made
+    calls: int  # list calls made (those cut short by the budget included)
 
 
 @dataclass
@@ -87,8 +87,8 @@ async def list_subtree(
         cursor: str | None = part.start
         count = min(MAX_PAGE, math.ceil(part.expected * _MARGIN) + 5)
         while cursor is not None:
+            calls[0] += 1  # counted when asked: a call cut short by the budget was still made
             page, cursor = await store.list_names_page(bucket_id, prefix, cursor, count)
-            calls[0] += 1
             for row in page:
                 if part.end is not None and row.name >= part.end:
                     cursor = None
