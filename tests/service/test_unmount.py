@@ -14,6 +14,14 @@ from filesystem.mounting import Mounter, is_mounted
 from b2fs.emulator import Emulator
 from service.conftest import BUCKET, B2View
 
+# `python -m b2fs` as an interactive shell starts a foreground job: with Ctrl-C's default
+# action even when this test runs where SIGINT is ignored (a background job of a
+# non-interactive shell ignores it, and its children inherit that).
+_AS_A_FOREGROUND_JOB = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'b2fs'; runpy.run_module('b2fs', run_name='__main__', alter_sys=True)"
+)
+
 
 class Terminal:
     """`b2fs ARGS` with a pseudo-terminal as its controlling terminal (setsid -c), so that
@@ -22,7 +30,7 @@ class Terminal:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, slave = os.openpty()
         self.process = subprocess.Popen(
-            ["setsid", "-c", sys.executable, "-m", "b2fs", *args],
+            ["setsid", "-c", sys.executable, "-c", _AS_A_FOREGROUND_JOB, *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -88,7 +96,7 @@ def test_unmount_shows_progress_on_a_terminal_and_ctrl_c_leaves_uploads_queued(
         )
         assert 0 < int(bar.group(2)) < 100
         terminal.type(b"\x03")  # Ctrl-C
-        assert terminal.finish() == 130
+        assert terminal.finish() == 130, terminal.output[-600:]
     finally:
         terminal.close()
     text = terminal.output.decode(errors="replace")
