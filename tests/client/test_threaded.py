@@ -187,6 +187,28 @@ async def test_a_file_shorter_than_declared_is_not_retried(
     assert calls(emulator, "b2_upload_file") <= 1
 
 
+async def upload_then_cancel(
+    client: B2Client,
+    bucket: Bucket,
+    source: FileSource,
+    when: trio.Event,
+    cancelled: list[bool] | None = None,
+) -> None:
+    """Upload ``source`` as "f" and cancel the upload once ``when`` is set (flagging
+    ``cancelled`` first)."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+
+            async def upload() -> None:
+                await client.upload_file(bucket.bucket_id, "f", source)
+
+            nursery.start_soon(upload)
+            await when.wait()
+            if cancelled is not None:
+                cancelled[0] = True
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_cancelled_upload_stops_reading_its_source(
     emulator_factory: Any, tmp_path: Path
 ) -> None:
@@ -205,18 +227,9 @@ async def test_a_cancelled_upload_stops_reading_its_source(
             if sent:
                 trio.from_thread.run_sync(started.set)
 
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-
-                async def upload() -> None:
-                    await client.upload_file(
-                        bucket.bucket_id, "f", FileSource(path, progress=progress)
-                    )
-
-                nursery.start_soon(upload)
-                await started.wait()
-                cancelled[0] = True
-                nursery.cancel_scope.cancel()
+        await upload_then_cancel(
+            client, bucket, FileSource(path, progress=progress), started, cancelled
+        )
         # The thread stopped at once: at most the chunk being read when it was told.
         assert len(read_after_cancel) <= 1
         assert [v async for v in client.list_file_names(bucket.bucket_id)] == []
@@ -241,16 +254,6 @@ async def test_an_upload_cancelled_once_its_body_is_sent_is_cut_short(
             if sent >= size:
                 trio.from_thread.run_sync(sent_all.set)
 
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-
-                async def upload() -> None:
-                    await client.upload_file(
-                        bucket.bucket_id, "f", FileSource(path, progress=progress)
-                    )
-
-                nursery.start_soon(upload)
-                await sent_all.wait()
-                nursery.cancel_scope.cancel()
+        await upload_then_cancel(client, bucket, FileSource(path, progress=progress), sent_all)
         assert [v async for v in client.list_file_names(bucket.bucket_id)] == []
         assert calls(slow, "b2_upload_file") <= 1
