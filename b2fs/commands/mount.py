@@ -364,9 +364,13 @@ def _wait_exited(pid: int, timeout: float = 60.0) -> None:
     try:
         exited = os.pidfd_open(pid)
     except ProcessLookupError:
-        return
+        return  # already gone
+    except OSError:
+        return  # no pidfd here (Linux before 5.3): the daemon ends on its own
     try:
-        if not select.select([exited], [], [], timeout)[0]:
+        poller = select.poll()
+        poller.register(exited, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             print(
                 f"b2fs: unmounted, but the daemon (pid {pid}) is still running "
                 f"{timeout:.0f} s later; see its log",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import select
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from filesystem.mounting import Mounter, is_mounted
 
 from b2fs.emulator import Emulator
@@ -114,3 +116,30 @@ def test_unmount_shows_progress_on_a_terminal_and_ctrl_c_leaves_uploads_queued(
     assert (quiet.stdout, quiet.stderr) == ("", "")  # not a terminal: nothing to say
     assert not is_mounted(mount.path)
     assert b2.read("backup.tar") == data
+
+
+def test_waiting_for_the_daemon_is_bounded_and_optional(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A daemon still running past the bound is reported, not waited for forever; a daemon
+    that cannot be watched (no pidfd before Linux 5.3) is not waited for at all."""
+    from b2fs.commands.mount import _wait_exited
+
+    lingering = subprocess.Popen(["sleep", "30"])
+    try:
+        _wait_exited(lingering.pid, timeout=0.05)
+        assert f"the daemon (pid {lingering.pid}) is still running" in capsys.readouterr().err
+        lingering.kill()
+        lingering.wait()
+        _wait_exited(lingering.pid, timeout=30)  # ended (and reaped): returns at once
+        assert capsys.readouterr().err == ""
+    finally:
+        lingering.kill()
+        lingering.wait()
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    _wait_exited(os.getpid(), timeout=30)
+    assert capsys.readouterr().err == ""
