@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
-from b2fs.b2.client import B2Client
+from b2fs.b2.client import MAX_FILE_LIST_PAGE, B2Client
 from b2fs.b2.models import Bucket, FileVersion, Part
 from b2fs.b2.sources import FileSource
 from b2fs.objectstore import BucketRef, KeyScope, OwnChanges, RemoteFile, UploadedPart
 
-_PAGE = 10_000  # the largest page B2 allows: fewest list calls
+_PAGE = MAX_FILE_LIST_PAGE  # the largest page B2 allows: fewest list calls
 
 
 def to_remote(version: FileVersion) -> RemoteFile:

@@ -42,7 +42,7 @@ import trio
 from b2fs.fs import names
 from b2fs.fs.attrs import remote_kind
 from b2fs.fs.inodes import ROOT_INODE, Inode, InodeTable, Kind
-from b2fs.fs.subtree import list_subtree
+from b2fs.fs.subtree import MAX_PAGE, list_subtree
 from b2fs.objectstore import ObjectStore, RemoteFile
 from b2fs.transfer.writeback import WriteBack
 
@@ -397,7 +397,7 @@ class DirectoryLister:
         return child
 
 
-SUBTREE_PAGE = 10_000  # names per listing page (remote.py asks for B2's maximum)
+SUBTREE_PAGE = MAX_PAGE  # names per listing page (remote.py asks for B2's maximum)
 SUBTREE_PAGES = 5  # the most pages a subtree listing reads before giving up on the subtree
 
 

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 
 import trio
 
+from b2fs.b2.client import MAX_FILE_LIST_PAGE
 from b2fs.objectstore import ObjectStore, RemoteFile
 
 PROBE = 300  # names in the first page: a subtree this small costs one call
-MAX_PAGE = 10_000  # B2's largest page
+MAX_PAGE = MAX_FILE_LIST_PAGE  # B2's largest page
 _MARGIN = 1.1  # a range's first page asks for this much more than the density predicts
 _RANGE = 200  # names a range is cut for at least (fewer, bigger ranges for small subtrees)
 
