@@ -411,10 +411,7 @@ class WriteBack:
         await self.settle(entry)
         dirty = entry.dirty
         if dirty:
-            if entry.large is not None:
-                await self._abandon_large(entry)
-            await self._modify(entry, let_upload_finish=True)
-            await self._abandon_started_meanwhile(entry)
+            await self._stop_uploading_under_this_name(entry)
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
         displaced = self.by_name.get((bucket.id, name))
@@ -432,10 +429,7 @@ class WriteBack:
         if entry.discarded:
             return
         await self.settle(entry)
-        if entry.large is not None:
-            await self._abandon_large(entry)
-        await self._modify(entry, let_upload_finish=True)
-        await self._abandon_started_meanwhile(entry)
+        await self._stop_uploading_under_this_name(entry)
         entry.discarded = True
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
@@ -737,10 +731,15 @@ class WriteBack:
             log.debug("could not delete the intermediate version of %s: %s", finished.name, exc)
         return fixed
 
-    async def _abandon_started_meanwhile(self, entry: Entry) -> None:
-        """After ``_modify`` waited: an attempt that was about to upload may have started a
-        large file meanwhile (under the name being given up): cancel it, or its parts would
-        be finished under that name and count as the entry's upload."""
+    async def _stop_uploading_under_this_name(self, entry: Entry) -> None:
+        """The entry's name is being given up (a rename or removal): cancel a large upload
+        and let a one-piece upload under way finish (see the module docstring). ``_modify``
+        waits for that; an attempt that was about to upload may have started a large file
+        under the old name meanwhile: cancel it too, or its parts would be finished under
+        that name and count as the entry's upload."""
+        if entry.large is not None:
+            await self._abandon_large(entry)
+        await self._modify(entry, let_upload_finish=True)
         if entry.large is not None or entry.row.large_file_id is not None:
             await self._abandon_large(entry)
 
