@@ -45,6 +45,7 @@ from b2fs.b2.credentials import Credentials
 from b2fs.b2.models import NotificationRule
 from b2fs.b2.retry import RetryPolicy
 from b2fs.cache.blocks import BlockCache
+from b2fs.fs.errors import first_error
 from b2fs.fs.filesystem import Filesystem
 from b2fs.fuse_ops import Operations
 from b2fs.objectstore import BucketRef, ObjectStore
@@ -484,8 +485,7 @@ class Shutdown:
 def describe_error(exc: BaseException) -> str:
     """One line for a failure to mount (the first real error inside trio's exception
     groups, not "Exceptions from Trio nursery")."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = first_error(exc)
     if isinstance(exc, MountError):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.EPERM:

@@ -51,10 +51,17 @@ _B2_TABLE: dict[type[b2e.B2Error], tuple[int, int]] = {
 _OS_LEVELS = {errno.ENOSPC: logging.WARNING, errno.EDQUOT: logging.WARNING}
 
 
+def first_error(exc: BaseException) -> BaseException:
+    """The exception that decides, for one raised by calls made at once (a trio nursery's
+    exception group): its first real failure, not "Exceptions from Trio nursery"."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def to_fs_error(exc: BaseException) -> FsError:
     """The FsError for any exception raised while serving a request."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]  # calls made at once (a nursery): the first failure decides
+    exc = first_error(exc)
     if isinstance(exc, FsError):
         return exc
     if isinstance(exc, b2e.B2Error):
