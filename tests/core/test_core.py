@@ -146,6 +146,29 @@ async def test_a_moving_window_is_topped_up_in_full_runs_not_a_block_per_read(
     assert runs == [(129 + k * 8, 136 + k * 8) for k in range(4)]
 
 
+async def test_the_kernel_keeps_its_cached_pages_while_the_file_id_is_unchanged(
+    core: Core,
+) -> None:
+    """keep_cache (issue 7): a second open of an unchanged B2 version lets the kernel keep
+    the pages it read (the warm read of workload 2); a new version uploaded by another
+    client drops them. (Writes through this mount pass through those pages, so they keep
+    them: Filesystem.write.)"""
+    await core.upload("doc", b"first")
+    ino = await core.ino("doc")
+
+    async def opened_keeping() -> bool:
+        fh, keep = await core.fs.open(ino, os.O_RDONLY)
+        await core.fs.release(fh)
+        return keep
+
+    assert [await opened_keeping(), await opened_keeping()] == [False, True]
+    await core.upload("doc", b"second, from another client")
+    core.fs.root.listed_at -= core.fs.options.dir_timeout
+    await core.fs.lookup(ROOT_INODE, b"doc")
+    assert await opened_keeping() is False
+    assert await opened_keeping() is True
+
+
 async def test_random_reads_fetch_only_the_blocks_they_touch(core: Core) -> None:
     block = core.fs.cache.block_size
     await core.upload("big", bytes(64 * block))
