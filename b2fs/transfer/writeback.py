@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 B2_MAX_SIMPLE_UPLOAD = 5 * 10**9
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # between failed attempts; the last repeats
 ADOPT_LIMIT = 256 << 20  # copy uploaded files up to this size into the block cache
+DRAIN_SWEEP_SECONDS = 1.0  # how often an unmount looks over every pending entry (drain)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,12 @@ class WriteBack:
         self.slots = trio.CapacityLimiter(settings.upload_concurrency)
         self.entries: dict[int, Entry] = {}  # by journal row id (ids are never reused)
         self.by_name: dict[tuple[str, str], Entry] = {}
+        # Kept as the entries change, so that nothing done per upload scans every entry (an
+        # untar of 100,000 files may leave tens of thousands waiting): insertion-ordered sets
+        # of the entries that are dirty and not discarded, and of those whose last attempt
+        # failed (what ``retry_now`` retries).
+        self._pending: dict[Entry, None] = {}
+        self._failing: dict[Entry, None] = {}
         self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
         self._draining = False
@@ -257,6 +264,24 @@ class WriteBack:
     def _add(self, entry: Entry) -> None:
         self.entries[entry.row.id] = entry
         self.by_name[entry.key] = entry
+        self._mark(entry)
+
+    def _mark(
+        self, entry: Entry, *, dirty: bool | None = None, discarded: bool | None = None
+    ) -> None:
+        """Change whether the entry is dirty or discarded: every such change goes through
+        here, which keeps ``_pending`` (and ``_failing``, which only pending entries are in)."""
+        if dirty is not None:
+            entry.dirty = dirty
+        if discarded is not None:
+            entry.discarded = discarded
+        if entry.dirty and not entry.discarded:
+            self._pending[entry] = None
+            if entry.failure is not None:
+                self._failing[entry] = None
+        else:
+            self._pending.pop(entry, None)
+            self._failing.pop(entry, None)
 
     # -- creating and changing ------------------------------------------------------------
 
@@ -307,7 +332,7 @@ class WriteBack:
         if size:
             await trio.to_thread.run_sync(os.ftruncate, entry.file.fd, size)
         if orphan:
-            entry.discarded = True
+            self._mark(entry, discarded=True)
             return entry
         previous = self.by_name.get(entry.key)
         if previous is not None:
@@ -341,7 +366,7 @@ class WriteBack:
                 entry.attempt.cancel()
             await done.wait()
         if not entry.dirty and not entry.discarded:
-            entry.dirty = True
+            self._mark(entry, dirty=True)
             entry.row.state = "open"
             await self._new_row(entry)
 
@@ -430,11 +455,11 @@ class WriteBack:
             return
         await self.settle(entry)
         await self._stop_uploading_under_this_name(entry)
-        entry.discarded = True
+        was_dirty = entry.dirty
+        self._mark(entry, dirty=False, discarded=True)
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
-        if entry.dirty:
-            entry.dirty = False
+        if was_dirty:
             await self._delete_row(entry.row)
         self._notify_progress(entry)
         await self._maybe_release(entry)
@@ -767,6 +792,7 @@ class WriteBack:
     async def _uploaded(self, entry: Entry, result: RemoteFile, version: int) -> None:
         entry.uploaded = result
         entry.failure = None
+        self._failing.pop(entry, None)
         entry.failures = 0
         # B2 answers again: the uploads still waiting out a backoff from an outage go now.
         self.retry_now()
@@ -774,7 +800,7 @@ class WriteBack:
             self.listener.uploaded(entry, result)
         if version == entry.version and not entry.discarded:
             entry.synced_version = version
-            entry.dirty = False
+            self._mark(entry, dirty=False)
             await self._delete_row(entry.row)
             self._changed.set()
             log.debug("uploaded %s (%d bytes)", entry.row.name, result.size)
@@ -804,6 +830,8 @@ class WriteBack:
 
     async def _failed(self, entry: Entry, error: BaseException) -> None:
         entry.failure = error
+        if entry in self._pending:
+            self._failing[entry] = None
         entry.failures += 1
         delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS)) - 1]
         log.warning(
@@ -833,9 +861,10 @@ class WriteBack:
 
     def retry_now(self) -> None:
         """Try every failed upload again at once (after an outage ends, for instance)."""
-        for entry in list(self.entries.values()):
-            if entry.failure is not None and entry.writers == 0 and entry.attempt is None:
+        for entry in list(self._failing):
+            if entry.writers == 0 and entry.attempt is None:
                 entry.failure = None  # its retry timer then finds nothing left to do
+                del self._failing[entry]
                 self._schedule(entry)
 
     # -- releasing ------------------------------------------------------------------------
@@ -906,22 +935,33 @@ class WriteBack:
 
     @property
     def pending(self) -> list[Entry]:
-        return [e for e in self.entries.values() if e.dirty and not e.discarded]
+        """The entries B2 does not have yet (dirty and not discarded), oldest first."""
+        return list(self._pending)
+
+    @property
+    def failing(self) -> list[Entry]:
+        """The pending entries whose last attempt failed (each waits out a backoff)."""
+        return list(self._failing)
 
     async def drain(self) -> None:
-        """Return once nothing is waiting for upload (unmount)."""
+        """Return once nothing is waiting for upload (unmount).
+
+        Each change costs O(1) here: with tens of thousands of files waiting, looking at every
+        one after each upload would cost more than the uploads. Every pending entry with no
+        writer is scheduled as it becomes so (its close, a finished or failed attempt, a retry
+        timer); the look over all of them, at the start and then every
+        ``DRAIN_SWEEP_SECONDS``, only guards that."""
         self._draining = True
         for entry in self.entries.values():
             entry.hurry.set()
-        while True:
-            pending = self.pending
-            if not pending:
-                return
-            for entry in pending:
+        while self._pending:
+            for entry in list(self._pending):
                 if entry.attempt is None and entry.writers == 0 and entry.failure is None:
                     self._schedule(entry)
-            changed = self._changed = trio.Event()
-            await changed.wait()
+            with trio.move_on_after(DRAIN_SWEEP_SECONDS):
+                while self._pending:
+                    changed = self._changed = trio.Event()
+                    await changed.wait()
 
     def sent_bytes(self, entry: Entry) -> int:
         """How much of the entry's content its upload in flight has sent (0 when none is):

@@ -218,6 +218,57 @@ async def test_a_success_after_an_outage_retries_the_waiting_uploads_at_once(
     )
 
 
+async def test_the_pending_and_failing_uploads_are_kept_right_through_every_change(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write-back layer keeps which entries are pending and failing as they change (so
+    that nothing per upload looks at every entry): after each step, its views must equal
+    what every entry's own state says."""
+    writeback = core.fs.writeback
+
+    def assert_kept_right() -> None:
+        pending = [e for e in writeback.entries.values() if e.dirty and not e.discarded]
+        assert set(writeback.pending) == set(pending)
+        assert set(writeback.failing) == {e for e in pending if e.failure is not None}
+
+    def entry(name: str) -> Entry:
+        (found,) = [e for e in writeback.entries.values() if e.row.name == name]
+        return found
+
+    monkeypatch.setattr("b2fs.transfer.writeback.RETRY_DELAYS", (3600.0,))
+    core.emulator.faults.script("b2_upload_file", "503", count=6)  # two client tries each
+    for name in ("kept", "removed", "reopened"):
+        await core.write_file(f"/{name}", name.encode())
+        assert_kept_right()
+    with trio.fail_after(30):
+        for failing in writeback.pending:
+            while failing.failure is None:
+                await failing.progress.wait()
+    assert len(writeback.failing) == 3
+    assert_kept_right()
+    await core.fs.unlink(ROOT_INODE, b"removed")  # discarded: neither pending nor failing
+    assert_kept_right()
+    assert len(writeback.failing) == 2
+    fh, _ = await core.fs.open(await core.ino("/reopened"), os.O_WRONLY)  # a writer holds it
+    await core.write_file("/fine", b"B2 is back")  # its success retries the idle failed ones
+    assert_kept_right()
+    kept = entry("kept")
+    with trio.fail_after(30):
+        while kept.dirty:
+            await kept.progress.wait()
+    assert writeback.failing == [entry("reopened")]  # held by a writer: not retried yet
+    assert_kept_right()
+    await core.fs.write(fh, 0, b"changed while held")
+    await core.fs.flush(fh)
+    await core.fs.release(fh)
+    with trio.fail_after(30):
+        await core.fs.drain()
+    assert_kept_right()
+    assert writeback.pending == [] and writeback.failing == []
+    assert await core.read_file("/reopened") == b"changed while held"
+    assert await core.client.download_bytes_by_name("core-bucket", "kept") == b"kept"
+
+
 async def walk(core: Core, ino: int) -> list[str]:
     """A recursive readdir, as ls -R or find does: every name below ``ino``."""
     fh = await core.fs.opendir(ino)
