@@ -76,6 +76,7 @@ B2_MAX_SIMPLE_UPLOAD = 5 * 10**9
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # between failed attempts; the last repeats
 ADOPT_LIMIT = 256 << 20  # copy uploaded files up to this size into the block cache
 DRAIN_SWEEP_SECONDS = 1.0  # how often an unmount looks over every pending entry (drain)
+RECOVERY_CONCURRENCY = 16  # B2 calls at once while a mount resumes its journal (start)
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,15 @@ class WriteBack:
     # -- start and recovery ---------------------------------------------------------------
 
     async def start(self, nursery: trio.Nursery) -> list[Entry]:
-        """Attach to the mount's nursery, re-stage what the journal lists, queue its uploads."""
+        """Attach to the mount's nursery, re-stage what the journal lists, queue its uploads.
+
+        The mount waits for this, so its B2 calls do not grow one by one with the files
+        waiting (after a kill with thousands queued, one call each made the mount take
+        minutes, past a service manager's start timeout): the base versions' sizes are asked
+        for at once, and the unfinished large files are listed once per bucket."""
         self._nursery = nursery
         await trio.to_thread.run_sync(lambda: self.staging_dir.mkdir(parents=True, exist_ok=True))
         recovered = []
-        keep: set[str] = set()
         for row in await self.journal.rows():
             if row.state != "pending":
                 log.warning(
@@ -213,23 +218,39 @@ class WriteBack:
                 log.error("lost the staged data of %s (staging file missing)", row.name)
                 await self._drop_row(row)
                 continue
-            base_size = row.base_limit
-            if row.base_file_id is not None:
-                try:
-                    base_size = (await self.store.get_file_info(row.base_file_id)).size
-                except Exception as exc:
-                    log.warning("base version of %s is not readable: %s", row.name, exc)
-            entry = Entry(row=row, file=StagedFile(row, self.fetcher, base_size), dirty=True)
+            recovered.append(Entry(row=row, file=StagedFile(row, self.fetcher, row.base_limit)))
+        await self._learn_base_sizes(recovered)
+        for entry in recovered:
             await entry.file.open(create=False)
+            entry.dirty = True
             self._add(entry)
-            keep.add(Path(row.staging).name)
-            recovered.append(entry)
+        keep = {Path(entry.row.staging).name for entry in recovered}
         await trio.to_thread.run_sync(self._remove_stray_staging, keep)
+        await self._cancel_orphan_large_files(recovered)
         for entry in recovered:
             log.info("resuming the upload of %s (%d bytes)", entry.row.name, entry.row.size)
-            await self._cancel_orphan_large_files(entry)
             self._schedule(entry)
         return recovered
+
+    async def _learn_base_sizes(self, entries: list[Entry]) -> None:
+        """Ask B2 for the size of each entry's base version, ``RECOVERY_CONCURRENCY`` at once
+        (a base that cannot be read keeps the journalled ``base_limit``)."""
+        limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
+
+        async def learn(entry: Entry) -> None:
+            assert entry.row.base_file_id is not None
+            async with limiter:
+                try:
+                    info = await self.store.get_file_info(entry.row.base_file_id)
+                except Exception as exc:
+                    log.warning("base version of %s is not readable: %s", entry.row.name, exc)
+                    return
+            entry.file.base_size = info.size
+
+        async with trio.open_nursery() as nursery:
+            for entry in entries:
+                if entry.row.base_file_id is not None:
+                    nursery.start_soon(learn, entry)
 
     async def _drop_row(self, row: JournalRow) -> None:
         """Forget a row that will not be uploaded, cancelling the large upload it had started
@@ -243,23 +264,36 @@ class WriteBack:
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 
-    async def _cancel_orphan_large_files(self, entry: Entry) -> None:
-        """Cancel unfinished large files of this name that an earlier attempt started but did
-        not record (killed between start_large_file and the journal update)."""
-        try:
-            unfinished = await self.store.list_unfinished(entry.row.bucket_id, entry.row.name)
-        except Exception as exc:
-            log.debug("cannot list unfinished large files of %s: %s", entry.row.name, exc)
-            return
-        for remote in unfinished:
-            if (
-                remote.name == entry.row.name
-                and remote.file_id
-                and remote.file_id != entry.row.large_file_id
-                and remote.upload_ms >= entry.row.created_ms
-            ):
-                log.info("cancelling an abandoned large upload of %s", remote.name)
-                await self._cancel_large(remote.file_id)
+    async def _cancel_orphan_large_files(self, recovered: list[Entry]) -> None:
+        """Cancel unfinished large files that an earlier attempt started but did not record
+        (killed between start_large_file and the journal update): those of a recovered name,
+        started since its row was made, and recorded by no row. One listing per bucket,
+        under the longest prefix its recovered names share."""
+        recorded = {e.row.large_file_id for e in recovered if e.row.large_file_id is not None}
+        by_bucket: dict[str, dict[str, int]] = {}  # bucket id -> name -> earliest created_ms
+        for entry in recovered:
+            names = by_bucket.setdefault(entry.row.bucket_id, {})
+            names[entry.row.name] = min(
+                names.get(entry.row.name, entry.row.created_ms), entry.row.created_ms
+            )
+        for bucket_id, names in by_bucket.items():
+            try:
+                # B2 prefixes are of characters, not path components.
+                prefix = os.path.commonprefix(list(names))  # noqa: RUF071
+                unfinished = await self.store.list_unfinished(bucket_id, prefix)
+            except Exception as exc:
+                log.debug("cannot list unfinished large files: %s", exc)
+                continue
+            for remote in unfinished:
+                since = names.get(remote.name)
+                if (
+                    since is not None
+                    and remote.file_id
+                    and remote.file_id not in recorded
+                    and remote.upload_ms >= since
+                ):
+                    log.info("cancelling an abandoned large upload of %s", remote.name)
+                    await self._cancel_large(remote.file_id)
 
     def _add(self, entry: Entry) -> None:
         self.entries[entry.row.id] = entry

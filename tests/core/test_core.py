@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -267,6 +268,56 @@ async def test_the_pending_and_failing_uploads_are_kept_right_through_every_chan
     assert writeback.pending == [] and writeback.failing == []
     assert await core.read_file("/reopened") == b"changed while held"
     assert await core.client.download_bytes_by_name("core-bucket", "kept") == b"kept"
+
+
+async def test_resuming_many_pending_files_costs_a_fixed_number_of_b2_calls(
+    core: Core, tmp_path: Path
+) -> None:
+    """After a kill with files waiting, the next mount waits for the journal to be resumed: one
+    call per file (a listing of its unfinished large files) made that take minutes for
+    thousands. One listing per bucket must do, and still cancel a large upload an earlier
+    attempt started without recording it, while leaving other names' alone."""
+    await core.upload("based", b"b" * 1000)
+    directory = tmp_path / "restarted"
+    async with trio.open_nursery() as first:
+        fs = await make_core(core.emulator, directory, first, core.client, writeback_delay=3600)
+        for number in range(30):
+            fh, _ = await fs.create(ROOT_INODE, f"f{number:02d}".encode(), 0o644, 0o1, 0, 0)
+            await fs.write(fh, 0, f"file {number}".encode())
+            await fs.flush(fh)
+            await fs.release(fh)
+        fh, _ = await fs.open((await fs.lookup(ROOT_INODE, b"based")).ino, os.O_WRONLY)
+        await fs.write(fh, 0, b"B" * 10)  # staged over a base version on B2
+        await fs.flush(fh)
+        await fs.release(fh)
+        first.cancel_scope.cancel()  # the daemon is gone: its journal lists 31 pending files
+    await fs.writeback.journal.close()
+    await core.client.start_large_file(core.bucket.id, "f07")  # started, never recorded
+    await core.client.start_large_file(core.bucket.id, "elsewhere")  # another client's
+
+    before = core.emulator.stats.calls()
+    async with trio.open_nursery() as second:
+        fs = await make_core(core.emulator, directory, second, core.client)
+        made = Counter(core.emulator.stats.calls()) - Counter(before)
+        assert made["b2_list_unfinished_large_files"] == 1
+        assert made["b2_get_file_info"] == 1  # the base's size
+        assert made["b2_cancel_large_file"] == 1
+        with trio.fail_after(30):
+            await fs.drain()
+        second.cancel_scope.cancel()
+    await fs.writeback.journal.close()
+    unfinished = [
+        v.file_name async for v in core.client.list_unfinished_large_files(core.bucket.id)
+    ]
+    assert unfinished == ["elsewhere"]
+    for number in range(30):
+        name = f"f{number:02d}"
+        assert await core.client.download_bytes_by_name("core-bucket", name) == (
+            f"file {number}".encode()
+        )
+    assert await core.client.download_bytes_by_name("core-bucket", "based") == b"B" * 10 + (
+        b"b" * 990
+    )
 
 
 async def walk(core: Core, ino: int) -> list[str]:
