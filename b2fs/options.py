@@ -272,7 +272,8 @@ _SPECS = [
         "upload_concurrency",
         parse_int,
         32,
-        "Upload requests in flight at once (small files and parts together).",
+        "Upload requests in flight at once (small files and parts together); also how many "
+        "files a directory rename copies at once.",
         kind="int",
         minimum=1,
         maximum=256,

@@ -1031,15 +1031,25 @@ class Filesystem:
         for (bucket_id, name), entry in list(self.writeback.by_name.items()):
             if bucket_id == old_bucket.id and name.startswith(old_prefix):
                 await self.writeback.retarget(entry, bucket, new_prefix + name[len(old_prefix) :])
-        # Then everything B2 has below it, one server-side copy and one removal per name.
+        # Then everything B2 has below it: a server-side copy, then the removal of the old
+        # name, for each name; `upload_concurrency` names at once (one after the other, a
+        # folder of 1,000 files took 90 s on a link of 40 ms). The first failure stops the
+        # rest: each name is then either moved, copied only, or untouched, never lost.
         copies: dict[str, RemoteFile] = {}
-        async for remote in self.store.list_names(old_bucket.id, old_prefix, None):
-            rest = remote.name[len(old_prefix) :]
-            if (bucket.id, new_prefix + rest) not in self.writeback.by_name:
-                copies[new_prefix + rest] = await server_copy(
-                    self.store, remote, bucket.id, new_prefix + rest
-                )
-            await self._remove_name(old_bucket, remote.name, delete=delete)
+        room = trio.Semaphore(self.options.upload_concurrency)
+
+        async def move(remote: RemoteFile, new_name: str) -> None:
+            try:
+                if (bucket.id, new_name) not in self.writeback.by_name:
+                    copies[new_name] = await server_copy(self.store, remote, bucket.id, new_name)
+                await self._remove_name(old_bucket, remote.name, delete=delete)
+            finally:
+                room.release()
+
+        async with trio.open_nursery() as nursery:
+            async for remote in self.store.list_names(old_bucket.id, old_prefix, None):
+                await room.acquire()
+                nursery.start_soon(move, remote, new_prefix + remote.name[len(old_prefix) :])
         return copies
 
     def _follow_copies(self, directory: Inode, copies: dict[str, RemoteFile], prefix: str) -> None:

@@ -320,6 +320,48 @@ async def test_resuming_many_pending_files_costs_a_fixed_number_of_b2_calls(
     )
 
 
+async def test_a_directory_rename_moves_its_files_several_at_once(
+    core: Core, tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B2 has no rename: each file below is copied server-side, then its old name removed.
+    They go ``upload_concurrency`` at a time, not one after the other; every file ends up
+    under the new name only, with its content, and a pending one is uploaded there."""
+    fs = await make_core(
+        core.emulator, tmp_path / "renaming", nursery, core.client, upload_concurrency=4
+    )
+    contents = {f"old/sub{n % 3}/f{n:02d}": f"content {n}".encode() for n in range(20)}
+    for name, data in contents.items():
+        await core.upload(name, data)
+    fh, _ = await fs.create((await fs.lookup(ROOT_INODE, b"old")).ino, b"pending", 0o644, 0o1, 0, 0)
+    await fs.write(fh, 0, b"not on B2 yet")
+    await fs.flush(fh)
+    await fs.release(fh)
+    store = fs.store
+    copy_file = store.copy_file
+    in_flight, most = [0], [0]
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        try:
+            return await copy_file(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(store, "copy_file", counted)
+    await fs.rename(ROOT_INODE, b"old", ROOT_INODE, b"new", 0)
+    assert 1 < most[0] <= 4
+    await fs.drain()
+    names = {v.file_name async for v in core.client.list_file_names(core.bucket.id)}
+    assert names == {"new/" + name[len("old/") :] for name in contents} | {"new/pending"}
+    for name, data in contents.items():
+        new_name = "new/" + name[len("old/") :]
+        assert await core.client.download_bytes_by_name("core-bucket", new_name) == data
+    assert await core.client.download_bytes_by_name("core-bucket", "new/pending") == (
+        b"not on B2 yet"
+    )
+
+
 async def walk(core: Core, ino: int) -> list[str]:
     """A recursive readdir, as ls -R or find does: every name below ``ino``."""
     fh = await core.fs.opendir(ino)
