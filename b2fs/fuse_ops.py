@@ -28,6 +28,9 @@ from b2fs.fs.filesystem import XATTR_PREFIX, Filesystem
 log = logging.getLogger(__name__)
 
 _XATTR_PREFIX = XATTR_PREFIX.encode()
+# Directory entries made per batch while a readdir fills the kernel's buffer (which takes a
+# few dozen): the work of a call stays bounded however big the directory.
+READDIR_BATCH = 256
 
 
 def _fail(operation: str, exc: BaseException) -> pyfuse3.FUSEError:
@@ -268,16 +271,20 @@ class Operations(pyfuse3.Operations):
             raise _fail("opendir", exc) from None
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        try:
-            entries = await self.fs.readdir(fh, start_id)
-        except Exception as exc:
-            raise _fail("readdir", exc) from None
-        for name, attrs, next_id in entries:
-            if not pyfuse3.readdir_reply(
-                token, pyfuse3.FileNameT(name), self._entry(attrs), next_id
-            ):
-                break
-            self.fs.remember(attrs.ino)
+        while True:  # batches until the kernel's buffer is full or the directory ends
+            try:
+                entries = await self.fs.readdir(fh, start_id, READDIR_BATCH)
+            except Exception as exc:
+                raise _fail("readdir", exc) from None
+            for name, attrs, next_id in entries:
+                if not pyfuse3.readdir_reply(
+                    token, pyfuse3.FileNameT(name), self._entry(attrs), next_id
+                ):
+                    return
+                self.fs.remember(attrs.ino)
+            if len(entries) < READDIR_BATCH:
+                return
+            start_id = entries[-1][2]
 
     async def releasedir(self, fh: int) -> None:
         await self.fs.releasedir(fh)

@@ -581,7 +581,12 @@ class Filesystem:
         self.handles.dirs[handle.fh] = handle
         return handle.fh
 
-    async def readdir(self, fh: int, start_id: int) -> list[tuple[bytes, Attributes, int]]:
+    async def readdir(
+        self, fh: int, start_id: int, limit: int | None = None
+    ) -> list[tuple[bytes, Attributes, int]]:
+        """The entries from ``start_id`` on (at most ``limit``), each with the id of the next.
+        The kernel takes a few dozen per call: without a limit, every call of a listing of
+        30,000 names made the attributes of all the names after it."""
         handle = self.handles.dirs.get(fh)
         if handle is None:
             raise FsError(errno.EBADF)
@@ -589,8 +594,9 @@ class Filesystem:
             await self._walk_ahead(handle.inode)
             await self._ensure_listed(handle.inode)
             handle.entries = sorted(handle.inode.children.items())
+        end = len(handle.entries) if limit is None else min(len(handle.entries), start_id + limit)
         result = []
-        for index in range(start_id, len(handle.entries)):
+        for index in range(start_id, end):
             name, child = handle.entries[index]
             result.append(
                 (name.encode("utf-8", "surrogateescape"), self.attributes(child), index + 1)

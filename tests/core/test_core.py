@@ -71,6 +71,32 @@ async def test_readdir_offsets_stay_valid_while_the_directory_changes(core: Core
     await core.fs.releasedir(fh)
 
 
+async def test_readdir_in_batches_gives_every_name_once_and_makes_only_the_batch(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel takes a few dozen entries per call: a call makes the attributes of its
+    batch only, not of every name after its offset (quadratic in a big directory)."""
+    for i in range(25):
+        await core.upload(f"b{i:02d}", b"x")
+    made = [0]
+    attributes = core.fs.attributes
+
+    def counted(inode: object) -> object:
+        made[0] += 1
+        return attributes(inode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core.fs, "attributes", counted)
+    fh = await core.fs.opendir(ROOT_INODE)
+    names, start, calls = [], 0, 0
+    while batch := await core.fs.readdir(fh, start, 10):
+        assert len(batch) <= 10
+        names += [name for name, _, _ in batch]
+        start, calls = batch[-1][2], calls + 1
+    await core.fs.releasedir(fh)
+    assert names == [f"b{i:02d}".encode() for i in range(25)]
+    assert calls == 3 and made[0] == 25
+
+
 async def test_a_stale_listing_does_not_bring_back_a_removed_name(core: Core) -> None:
     await core.upload("victim", b"1")
     await core.fs.lookup(ROOT_INODE, b"victim")

@@ -161,6 +161,20 @@ def test_rename_of_a_pending_file_uploads_it_once_under_the_new_name(
     assert b2.calls().get("b2_copy_file", 0) == 0
 
 
+def test_a_directory_bigger_than_one_readdir_batch_lists_every_name_once(
+    mounter: Mounter,
+) -> None:
+    """b2fs answers a readdir in batches (fuse_ops.READDIR_BATCH) until the kernel's buffer is
+    full: across batches and buffers, ls sees every name once, with its size."""
+    mount = mounter.mount(BUCKET)
+    (mount.path / "many").mkdir()
+    for number in range(700):
+        (mount.path / "many" / f"{number:04d}").write_bytes(b"x" * (number % 7))
+    with os.scandir(mount.path / "many") as entries:
+        listed = {entry.name: entry.stat().st_size for entry in entries}
+    assert listed == {f"{number:04d}": number % 7 for number in range(700)}
+
+
 def test_rename_directory_moves_its_subtree(b2: B2View, mounter: Mounter) -> None:
     b2.upload("src/a", b"a")
     b2.upload("src/sub/b", b"b")
