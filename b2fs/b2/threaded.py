@@ -392,13 +392,16 @@ async def run_stoppable(fn: Callable[..., T], limiter: trio.CapacityLimiter, **k
     stop = StopSignal()
     finished = trio.Event()
     result: list[outcome.Outcome[T]] = []
+    token = trio.lowlevel.current_trio_token()
 
     def work() -> None:
         try:
             result.append(outcome.capture(fn, stop=stop, **kwargs))
         finally:
+            # Queued, not waited for: the thread is free at once, and trio runs it before
+            # the thread's own report (one queue, in order), so ``finished`` is set by then.
             with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(finished.set)
+                token.run_sync_soon(finished.set)
 
     try:
         await trio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
