@@ -162,7 +162,7 @@ def test_rename_of_a_pending_file_uploads_it_once_under_the_new_name(
 
 
 def test_a_directory_bigger_than_one_readdir_batch_lists_every_name_once(
-    mounter: Mounter,
+    b2: B2View, mounter: Mounter
 ) -> None:
     """b2fs answers a readdir in batches (fuse_ops.READDIR_BATCH) until the kernel's buffer is
     full: across batches and buffers, ls sees every name once, with its size."""
@@ -173,6 +173,8 @@ def test_a_directory_bigger_than_one_readdir_batch_lists_every_name_once(
     with os.scandir(mount.path / "many") as entries:
         listed = {entry.name: entry.stat().st_size for entry in entries}
     assert listed == {f"{number:04d}": number % 7 for number in range(700)}
+    mount.unmount()
+    assert len(b2.names("many/")) == 700
 
 
 def test_rename_directory_moves_its_subtree(b2: B2View, mounter: Mounter) -> None:
