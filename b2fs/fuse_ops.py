@@ -23,7 +23,7 @@ import trio
 
 from b2fs.fs.attrs import Attributes
 from b2fs.fs.errors import FsError, to_fs_error
-from b2fs.fs.filesystem import XATTR_PREFIX, Filesystem
+from b2fs.fs.filesystem import XATTR_PREFIX, Filesystem, absent_xattr_errno
 
 log = logging.getLogger(__name__)
 
@@ -302,12 +302,9 @@ class Operations(pyfuse3.Operations):
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if not name.startswith(_XATTR_PREFIX):
-            # Answered here, without the core or the error machinery. Namespaces b2fs does
-            # not have (security., system., trusted.) are ENOTSUP: GNU ls, which asks for
-            # security.selinux and system.posix_acl_access, then stops asking for the rest
-            # of this filesystem instead of asking for every file (with ENODATA, those two
-            # calls per file were half the cost of an ls -lR). Other user. names: ENODATA.
-            raise pyfuse3.FUSEError(errno.ENODATA if name.startswith(b"user.") else errno.ENOTSUP)
+            # Not one of b2fs's names: answered here, without the core or the error machinery
+            # (the kernel asks for security.capability before every write).
+            raise pyfuse3.FUSEError(absent_xattr_errno(name))
         try:
             return await self.fs.getxattr(inode, name)
         except Exception as exc:
