@@ -54,6 +54,7 @@ from typing import Protocol
 import trio
 
 from b2fs.b2.errors import B2NotFound
+from b2fs.b2.retry import is_retryable
 from b2fs.objectstore import (
     INFO_GID,
     INFO_MODE,
@@ -66,6 +67,7 @@ from b2fs.objectstore import (
 from b2fs.transfer import parts
 from b2fs.transfer.copy import server_copy
 from b2fs.transfer.journal import Journal, JournalRow
+from b2fs.transfer.outage import UploadGate
 from b2fs.transfer.prefetch import BlockFetcher
 from b2fs.transfer.staging import StagedFile
 from b2fs.transfer.upload import LargeUpload
@@ -129,6 +131,7 @@ class Entry:
     attempt_large: bool = False  # the attempt in flight is a large upload (never cancelled)
     rerun: bool = False
     sync_requested: bool = False
+    probing: bool = False  # the attempt under way is the probe of a down upload gate
     large: LargeUpload | None = None
     progress: trio.Event = field(default_factory=trio.Event)
     hurry: trio.Event = field(default_factory=trio.Event)  # ends the write-back delay at once
@@ -182,6 +185,7 @@ class WriteBack:
         self.settings = settings
         self.listener: WriteBackListener | None = None
         self.slots = trio.CapacityLimiter(settings.upload_concurrency)
+        self.gate = UploadGate()  # while B2 is failing uploads (outage.py)
         self.entries: dict[int, Entry] = {}  # by journal row id (ids are never reused)
         self.by_name: dict[tuple[str, str], Entry] = {}
         # Kept as the entries change, so that nothing done per upload scans every entry (an
@@ -626,6 +630,7 @@ class WriteBack:
                         await entry.hurry.wait()  # fsync or unmount: go now
                 entry.attempt_large = self._wants_large(entry)
                 if entry.attempt_large:
+                    await self._pass_gate(entry)
                     result = await self._upload_large(entry)
                     version = entry.attempt_version
                 else:
@@ -635,11 +640,19 @@ class WriteBack:
         entry.attempt = None
         entry.attempt_done = None
         done.set()
-        if result is not None:
-            await self._uploaded(entry, result, version)
-        elif error is not None:
-            entry.failed_version = entry.attempt_version
-            await self._failed(entry, error)
+        probe, entry.probing = entry.probing, False
+        try:
+            if result is not None:
+                self.gate.succeeded()
+                await self._uploaded(entry, result, version)
+            elif error is not None:
+                if is_retryable(error):
+                    self.gate.failed(error, probe=probe)
+                entry.failed_version = entry.attempt_version
+                await self._failed(entry, error)
+        finally:
+            if probe:  # told the gate how it went first: no second probe in between
+                self.gate.probe_ended()
         if entry.rerun and not entry.uploading:
             entry.rerun = False
             if entry.dirty and (entry.writers == 0 or entry.sync_requested):
@@ -653,6 +666,9 @@ class WriteBack:
         entry.sent = 0
         try:
             async with self.slots:
+                # In the slot: waiting here holds it, so that no upload waiting for a slot
+                # has gone past the gate before B2 started failing.
+                await self._pass_gate(entry)
                 await entry.file.fill_all()
                 key = entry.key
                 entry.sending = True
@@ -672,6 +688,12 @@ class WriteBack:
         finally:
             entry.sent = 0
             entry.sending = False
+
+    async def _pass_gate(self, entry: Entry) -> None:
+        """Wait while B2 is failing uploads (``outage.py``), unless an fsync waits for this
+        upload: fsync then hears of the failure rather than wait for B2."""
+        if not entry.sync_requested:
+            entry.probing = await self.gate.enter()
 
     async def _upload_large(self, entry: Entry) -> RemoteFile | None:
         row = entry.row

@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 
+from b2fs.b2.errors import B2ServiceUnavailable
 from b2fs.fs.errors import FsError
 from b2fs.fs.inodes import ROOT_INODE
 from b2fs.objectstore import RemoteFile
@@ -243,6 +244,56 @@ async def test_a_success_after_an_outage_retries_the_waiting_uploads_at_once(
     assert await core.client.download_bytes_by_name("core-bucket", "first") == (
         b"waited out the outage"
     )
+
+
+async def test_while_b2_fails_uploads_one_probes_at_a_time_and_all_go_when_it_answers(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage with files queued: once an upload has failed for a passing reason (503
+    after the client's own retries), the other files wait without calling B2 while one at
+    a time probes; an fsync does not wait (it hears of the failure); the first success lets
+    every file go."""
+    gate = core.fs.writeback.gate
+    store = core.fs.store
+    upload_file = store.upload_file
+    in_flight, most_while_down = [0], [0]
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        in_flight[0] += 1
+        if gate.down:
+            most_while_down[0] = max(most_while_down[0], in_flight[0])
+        try:
+            return await upload_file(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(store, "upload_file", counted)
+    core.emulator.faults.add("upload:503")
+    await core.write_file("/first", b"first")
+    with trio.fail_after(30):
+        while not gate.down:
+            await gate.wait_changed()
+        calls_when_down = core.calls("b2_upload_file")
+        for number in range(20):
+            await core.write_file(f"/held{number:02d}", f"held {number}".encode())
+        while gate.probes_failed < 2:
+            await gate.wait_changed()
+    probes = gate.probes_failed + 1  # the one under way or next may have called B2 already
+    assert most_while_down[0] == 1
+    assert core.calls("b2_upload_file") - calls_when_down <= 2 * probes  # 2 client tries each
+
+    fh, _ = await core.fs.create(ROOT_INODE, b"synced", 0o644, 0o1, 0, 0)
+    await core.fs.write(fh, 0, b"synced")
+    with trio.fail_after(30), pytest.raises(B2ServiceUnavailable):  # EIO through fuse_ops
+        await core.fs.fsync(fh)
+    await core.fs.release(fh)
+
+    core.emulator.faults.clear()
+    with trio.fail_after(60):
+        await core.fs.drain()
+    assert not gate.down
+    names = {v.file_name async for v in core.client.list_file_names(core.bucket.id)}
+    assert names == {"first", "synced"} | {f"held{number:02d}" for number in range(20)}
 
 
 async def test_the_pending_and_failing_uploads_are_kept_right_through_every_change(
