@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,31 @@ from b2fs.fs.inodes import ROOT_INODE
 from b2fs.objectstore import RemoteFile
 from b2fs.transfer.writeback import Entry
 from core.conftest import Core, make_core
+
+
+class InFlight:
+    """Counts how many calls of one method are under way at once (the most, while ``when``)."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        target: object,
+        name: str,
+        when: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.now = self.most = 0
+        original = getattr(target, name)
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            self.now += 1
+            if when():
+                self.most = max(self.most, self.now)
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                self.now -= 1
+
+        monkeypatch.setattr(target, name, counted)
 
 
 async def test_lookup_counts_and_forget(core: Core) -> None:
@@ -254,20 +279,7 @@ async def test_while_b2_fails_uploads_one_probes_at_a_time_and_all_go_when_it_an
     a time probes; an fsync does not wait (it hears of the failure); the first success lets
     every file go."""
     gate = core.fs.writeback.gate
-    store = core.fs.store
-    upload_file = store.upload_file
-    in_flight, most_while_down = [0], [0]
-
-    async def counted(*args: object, **kwargs: object) -> object:
-        in_flight[0] += 1
-        if gate.down:
-            most_while_down[0] = max(most_while_down[0], in_flight[0])
-        try:
-            return await upload_file(*args, **kwargs)  # type: ignore[arg-type]
-        finally:
-            in_flight[0] -= 1
-
-    monkeypatch.setattr(store, "upload_file", counted)
+    uploads = InFlight(monkeypatch, core.fs.store, "upload_file", when=lambda: gate.down)
     core.emulator.faults.add("upload:503")
     await core.write_file("/first", b"first")
     with trio.fail_after(30):
@@ -279,7 +291,7 @@ async def test_while_b2_fails_uploads_one_probes_at_a_time_and_all_go_when_it_an
         while gate.probes_failed < 2:
             await gate.wait_changed()
     probes = gate.probes_failed + 1  # the one under way or next may have called B2 already
-    assert most_while_down[0] == 1
+    assert uploads.most == 1
     assert core.calls("b2_upload_file") - calls_when_down <= 2 * probes  # 2 client tries each
 
     fh, _ = await core.fs.create(ROOT_INODE, b"synced", 0o644, 0o1, 0, 0)
@@ -413,21 +425,9 @@ async def test_a_directory_rename_moves_its_files_several_at_once(
     await fs.write(fh, 0, b"not on B2 yet")
     await fs.flush(fh)
     await fs.release(fh)
-    store = fs.store
-    copy_file = store.copy_file
-    in_flight, most = [0], [0]
-
-    async def counted(*args: object, **kwargs: object) -> object:
-        in_flight[0] += 1
-        most[0] = max(most[0], in_flight[0])
-        try:
-            return await copy_file(*args, **kwargs)  # type: ignore[arg-type]
-        finally:
-            in_flight[0] -= 1
-
-    monkeypatch.setattr(store, "copy_file", counted)
+    copies = InFlight(monkeypatch, fs.store, "copy_file")
     await fs.rename(ROOT_INODE, b"old", ROOT_INODE, b"new", 0)
-    assert 1 < most[0] <= 4
+    assert 1 < copies.most <= 4
     await fs.drain()
     names = {v.file_name async for v in core.client.list_file_names(core.bucket.id)}
     assert names == {"new/" + name[len("old/") :] for name in contents} | {"new/pending"}
@@ -483,24 +483,12 @@ async def test_a_recursive_walk_of_a_big_subtree_lists_ranges_at_once(
     monkeypatch.setattr("b2fs.fs.subtree.PROBE", 20)
     monkeypatch.setattr("b2fs.fs.subtree._RANGE", 10)
     expected = await upload_tree(core, "walk", folders=30, files=8)
-    store = core.fs.lister.store
-    pages = store.list_names_page
-    in_flight, most = [0], [0]
-
-    async def counted(*args: object, **kwargs: object) -> object:
-        in_flight[0] += 1
-        most[0] = max(most[0], in_flight[0])
-        try:
-            return await pages(*args, **kwargs)  # type: ignore[arg-type]
-        finally:
-            in_flight[0] -= 1
-
-    monkeypatch.setattr(store, "list_names_page", counted)
+    pages = InFlight(monkeypatch, core.fs.lister.store, "list_names_page")
     walk_top = await core.ino("walk")
     before = core.calls("b2_list_file_names")
     assert sorted(await walk(core, walk_top)) == sorted(expected)
     calls = core.calls("b2_list_file_names") - before
-    assert 1 < most[0] <= core.fs.options.list_concurrency
+    assert 1 < pages.most <= core.fs.options.list_concurrency
     assert calls <= 1 + 30 + 2  # walk/ itself, then at most folders + pages
 
 
