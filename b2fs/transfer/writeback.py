@@ -691,8 +691,9 @@ class WriteBack:
 
     async def _pass_gate(self, entry: Entry) -> None:
         """Wait while B2 is failing uploads (``outage.py``), unless an fsync waits for this
-        upload: fsync then hears of the failure rather than wait for B2."""
-        if not entry.sync_requested:
+        upload: fsync then hears of the failure rather than wait for B2. An attempt that is
+        the probe already (a large upload falling back to one piece) goes on."""
+        if not entry.sync_requested and not entry.probing:
             entry.probing = await self.gate.enter()
 
     async def _upload_large(self, entry: Entry) -> RemoteFile | None:
