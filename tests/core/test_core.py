@@ -308,6 +308,35 @@ async def test_while_b2_fails_uploads_one_probes_at_a_time_and_all_go_when_it_an
     assert names == {"first", "synced"} | {f"held{number:02d}" for number in range(20)}
 
 
+async def test_a_probe_that_falls_back_from_a_large_upload_to_one_piece_goes_through(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file promoted to a large upload while B2 was failing, then cut below two parts: its
+    attempt, the gate's probe, sends it in one piece instead, passing the gate a second
+    time, which must not wait for the probe it is itself (every held upload would wait)."""
+    monkeypatch.setattr("b2fs.transfer.writeback.RETRY_DELAYS", (3600.0,))
+    gate = core.fs.writeback.gate
+    core.emulator.faults.script("b2_upload_file", "503", count=2)  # both client tries
+    await core.write_file("/trigger", b"fails once")
+    with trio.fail_after(30):
+        while not gate.down:
+            await gate.wait_changed()
+    fh, attrs = await core.fs.create(ROOT_INODE, b"big", 0o644, 0o1, 0, 0)
+    block = os.urandom(1 << 20)
+    for index in range(16):  # a sequential writer at the threshold: promoted
+        await core.fs.write(fh, index << 20, block)
+    await trio.testing.wait_all_tasks_blocked()  # its attempt went large, then to the gate
+    (big,) = [e for e in core.fs.writeback.pending if e.row.name == "big"]
+    assert big.attempt_large and big.attempt is not None
+    await core.fs.setattr(attrs.ino, size=1000)
+    await core.fs.flush(fh)
+    await core.fs.release(fh)
+    with trio.fail_after(30):
+        await core.fs.drain()
+    assert await core.client.download_bytes_by_name("core-bucket", "big") == block[:1000]
+    assert not gate.down
+
+
 async def test_the_pending_and_failing_uploads_are_kept_right_through_every_change(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
