@@ -1039,8 +1039,9 @@ class Filesystem:
                 await self.writeback.retarget(entry, bucket, new_prefix + name[len(old_prefix) :])
         # Then everything B2 has below it: a server-side copy, then the removal of the old
         # name, for each name; `upload_concurrency` names at once (one after the other, a
-        # folder of 1,000 files took 90 s on a link of 40 ms). The first failure stops the
-        # rest: each name is then either moved, copied only, or untouched, never lost.
+        # folder of 200 files took 18.9 s on the WAN profile, 3.0 s so). The first failure
+        # stops the rest: each name is then either moved, copied only, or untouched, never
+        # lost.
         copies: dict[str, RemoteFile] = {}
         room = trio.Semaphore(self.options.upload_concurrency)
 

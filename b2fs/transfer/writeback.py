@@ -226,7 +226,6 @@ class WriteBack:
         await self._learn_base_sizes(recovered)
         for entry in recovered:
             await entry.file.open(create=False)
-            entry.dirty = True
             self._add(entry)
         keep = {Path(entry.row.staging).name for entry in recovered}
         await trio.to_thread.run_sync(self._remove_stray_staging, keep)
@@ -300,9 +299,10 @@ class WriteBack:
                     await self._cancel_large(remote.file_id)
 
     def _add(self, entry: Entry) -> None:
+        """Register a new entry: staged and not on B2 yet, so dirty."""
         self.entries[entry.row.id] = entry
         self.by_name[entry.key] = entry
-        self._mark(entry)
+        self._mark(entry, dirty=True)
 
     def _mark(
         self, entry: Entry, *, dirty: bool | None = None, discarded: bool | None = None
@@ -315,10 +315,16 @@ class WriteBack:
             entry.discarded = discarded
         if entry.dirty and not entry.discarded:
             self._pending[entry] = None
-            if entry.failure is not None:
-                self._failing[entry] = None
         else:
             self._pending.pop(entry, None)
+        self._set_failure(entry, entry.failure)
+
+    def _set_failure(self, entry: Entry, failure: BaseException | None) -> None:
+        """Record (or clear) why the entry's last attempt failed; keeps ``_failing``."""
+        entry.failure = failure
+        if failure is not None and entry in self._pending:
+            self._failing[entry] = None
+        else:
             self._failing.pop(entry, None)
 
     # -- creating and changing ------------------------------------------------------------
@@ -382,7 +388,6 @@ class WriteBack:
                 await entry.file.close()
                 await trio.to_thread.run_sync(lambda: staging.unlink(missing_ok=True))
             raise
-        entry.dirty = True
         self._add(entry)
         self._changed.set()
         return entry
@@ -848,8 +853,7 @@ class WriteBack:
 
     async def _uploaded(self, entry: Entry, result: RemoteFile, version: int) -> None:
         entry.uploaded = result
-        entry.failure = None
-        self._failing.pop(entry, None)
+        self._set_failure(entry, None)
         entry.failures = 0
         # B2 answers again: the uploads still waiting out a backoff from an outage go now.
         self.retry_now()
@@ -886,9 +890,7 @@ class WriteBack:
             return
 
     async def _failed(self, entry: Entry, error: BaseException) -> None:
-        entry.failure = error
-        if entry in self._pending:
-            self._failing[entry] = None
+        self._set_failure(entry, error)
         entry.failures += 1
         delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS)) - 1]
         log.warning(
@@ -920,8 +922,7 @@ class WriteBack:
         """Try every failed upload again at once (after an outage ends, for instance)."""
         for entry in list(self._failing):
             if entry.writers == 0 and entry.attempt is None:
-                entry.failure = None  # its retry timer then finds nothing left to do
-                del self._failing[entry]
+                self._set_failure(entry, None)  # its retry timer then finds nothing to do
                 self._schedule(entry)
 
     # -- releasing ------------------------------------------------------------------------
