@@ -438,6 +438,33 @@ async def test_resuming_many_pending_files_costs_a_fixed_number_of_b2_calls(
     )
 
 
+async def test_small_files_go_up_from_the_write_back_queue_several_at_once(
+    core: Core, tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed files queue for upload; up to ``upload_concurrency`` of them are sent at once
+    (issue 7's small-file mechanism), one upload call each."""
+    fs = await make_core(
+        core.emulator, tmp_path / "queue", nursery, core.client, upload_concurrency=4
+    )
+    uploads = InFlight(monkeypatch, fs.store, "upload_file")
+    core.emulator.config.latency_ms = 20  # long enough for the queue to overlap
+    before = core.calls("b2_upload_file")
+    for number in range(24):
+        fh, _ = await fs.create(ROOT_INODE, f"q{number:02d}".encode(), 0o644, 0o1, 0, 0)
+        await fs.write(fh, 0, f"queued {number}".encode())
+        await fs.flush(fh)
+        await fs.release(fh)
+    with trio.fail_after(60):
+        await fs.drain()
+    assert 1 < uploads.most <= 4
+    assert core.calls("b2_upload_file") - before == 24
+    for number in range(24):
+        name = f"q{number:02d}"
+        assert await core.client.download_bytes_by_name("core-bucket", name) == (
+            f"queued {number}".encode()
+        )
+
+
 async def test_a_directory_rename_moves_its_files_several_at_once(
     core: Core, tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
