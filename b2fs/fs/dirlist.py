@@ -161,6 +161,7 @@ class DirectoryLister:
         self.freshness = freshness
         self.at_ms = at_ms  # show the tree as it was at this moment (a read-only mount)
         self.list_calls = 0  # listings made (for tests and status)
+        self.walks: dict[Inode, SubtreeWalk] = {}  # subtree listings under way, by top
 
     def is_fresh(self, directory: Inode) -> bool:
         return self.freshness.is_fresh(directory)
@@ -216,54 +217,70 @@ class DirectoryLister:
 
     # -- whole subtrees -------------------------------------------------------------------
 
-    async def refresh_subtree(self, directory: Inode) -> None:
-        """List everything below ``directory`` without a delimiter (``fs/subtree.py``: in
-        parallel ranges cut at its subfolders), and apply it to every folder it covers
-        completely: a recursive walk, ``ls -lR`` or ``find``, then costs a few calls in all
-        instead of one per folder, one after the other.
+    def walk_covering(self, directory: Inode) -> SubtreeWalk | None:
+        """The subtree listing under way of one of ``directory``'s parents, if any."""
+        node = directory.parent
+        while node is not None:
+            walk = self.walks.get(node)
+            if walk is not None:
+                return walk
+            node = node.parent
+        return None
 
-        Up to ``SUBTREE_PAGES * SUBTREE_PAGE`` names: a bigger subtree is marked so and not
-        tried again, but the folders already covered are applied. Not in point-in-time
-        mounts, nor where the key's name prefix shapes the listing.
-        """
-        key = directory.key
-        bucket = directory.bucket
+    def start_subtree(self, directory: Inode) -> SubtreeWalk | None:
+        """Announce a listing of everything below ``directory`` (``run_subtree`` makes it; the
+        caller has seen that none is under way), or None where subtrees are not listed at
+        once: a subtree known to be too big, a point-in-time mount, or where the key's name
+        prefix shapes the listing."""
         if (
-            bucket is None
+            directory.bucket is None
             or directory.subtree_too_big
             or self.at_ms is not None
-            or scoped_prefix(key, self.store.scope.name_prefix) != (key, None)
+            or scoped_prefix(directory.key, self.store.scope.name_prefix) != (directory.key, None)
         ):
-            return
-        async with directory.list_lock:
-            before = _generations(directory)
-            asked = trio.current_time()
-            subfolders = sorted(child.key for child in directory.children.values() if child.is_dir)
-            found = await list_subtree(
-                self.store,
-                bucket.id,
-                key,
-                subfolders,
-                concurrency=self.concurrency,
-                budget=SUBTREE_PAGES * SUBTREE_PAGE,
-            )
-            self.list_calls += found.calls
-            folders: dict[str, tuple[dict[str, Listed], list[RemoteFile | None]]] = {}
-            for remote in found.rows:
-                _place(folders, key, remote)
-            if found.covered_to is not None:
-                self._too_big(directory)
-            now = trio.current_time()
-            for prefix in sorted(folders):  # parents before children
-                if found.covered_to is not None and found.covered_to.startswith(prefix):
-                    continue  # the listing stopped inside this folder
-                folder = self._folder(directory, prefix)
-                if folder is None or before.get(folder, folder.generation) != folder.generation:
-                    continue  # changed here meanwhile: listed again on its own later
-                listed, marker = folders[prefix]
-                self._add_local(folder, listed)
-                self._merge(folder, listed, marker[0], asked)
-                folder.listed_at = now
+            return None
+        walk = self.walks[directory] = SubtreeWalk()
+        return walk
+
+    async def run_subtree(self, directory: Inode, walk: SubtreeWalk) -> None:
+        """List everything below ``directory`` without a delimiter (``fs/subtree.py``: in
+        parallel ranges cut at its subfolders), and apply it to every folder it covers
+        completely, each as soon as its names are in: a recursive walk, ``ls -lR`` or
+        ``find``, then costs a few calls in all instead of one per folder, one after the
+        other, and goes on with the first folders while the later ones are on their way.
+
+        Up to ``SUBTREE_PAGES * SUBTREE_PAGE`` names: a bigger subtree is marked so and not
+        tried again, but the folders already covered are applied. A failure is only logged:
+        the folders not applied are listed on their own when read (and fail there, with
+        their own errno, if B2 still refuses).
+        """
+        try:
+            assert directory.bucket is not None  # start_subtree saw to it
+            async with directory.list_lock:
+                applier = _SubtreeApplier(self, directory, walk)
+
+                def covered(rows: list[RemoteFile], start: str, end: str | None) -> None:
+                    applier.apply(rows, start, end)
+                    walk.moved()
+
+                found = await list_subtree(
+                    self.store,
+                    directory.bucket.id,
+                    directory.key,
+                    applier.subfolders,
+                    concurrency=self.concurrency,
+                    budget=SUBTREE_PAGES * SUBTREE_PAGE,
+                    covered=covered,
+                )
+                self.list_calls += found.calls
+                if found.covered_to is not None:
+                    self._too_big(directory)
+        except Exception as error:  # the folders not applied are listed on their own
+            log.debug("listing the subtree of %r at once failed: %s", directory.key, error)
+        finally:
+            walk.end()
+            if self.walks.get(directory) is walk:
+                del self.walks[directory]
 
     def _too_big(self, directory: Inode) -> None:
         node: Inode | None = directory
@@ -395,6 +412,84 @@ class DirectoryLister:
             child.unlinked = True
             self.inodes.maybe_drop(child)
         return child
+
+
+class SubtreeWalk:
+    """A subtree listing under way, for the readdirs of the folders below it to wait on: which
+    stretches of names (in name order) are in and applied."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str | None]] = []  # [start, end), merged where they meet
+        self.ended = False
+        self._moved = trio.Event()
+
+    def covers(self, key: str) -> bool:
+        """Every name below the folder ``key`` is in: one span holds them all."""
+        return any(
+            start <= key and (end is None or (end > key and not end.startswith(key)))
+            for start, end in self.spans
+        )
+
+    def add(self, start: str, end: str | None) -> None:
+        spans = sorted([*self.spans, (start, end)])
+        merged = [spans[0]]
+        for span in spans[1:]:
+            if merged[-1][1] == span[0]:
+                merged[-1] = (merged[-1][0], span[1])
+            else:
+                merged.append(span)
+        self.spans = merged
+
+    def moved(self) -> None:
+        self._moved.set()
+        self._moved = trio.Event()
+
+    def end(self) -> None:
+        self.ended = True
+        self.moved()
+
+    async def wait_for(self, key: str) -> None:
+        """Until the folder ``key`` is covered or the walk is over (then the folder may still
+        need a listing of its own: the caller's ``ensure_listed`` decides)."""
+        while not self.ended and not self.covers(key):
+            await self._moved.wait()
+
+
+class _SubtreeApplier:
+    """Files a subtree listing's rows under their folders and applies each folder once it is
+    covered completely and its parent folder has been applied (the top's subfolders: once
+    covered; the top itself: at the end)."""
+
+    def __init__(self, lister: DirectoryLister, top: Inode, walk: SubtreeWalk) -> None:
+        self.lister = lister
+        self.top = top
+        self.walk = walk
+        self.before = _generations(top)
+        self.asked = trio.current_time()
+        self.subfolders = sorted(child.key for child in top.children.values() if child.is_dir)
+        self.folders: dict[str, tuple[dict[str, Listed], list[RemoteFile | None]]] = {}
+        self.applied: set[str] = {top.key}  # a subfolder of the top needs no parent applied
+
+    def apply(self, rows: list[RemoteFile], start: str, end: str | None) -> None:
+        """Take the rows of a stretch now complete: from ``start`` up to ``end``."""
+        for remote in rows:
+            _place(self.folders, self.top.key, remote)
+        self.walk.add(start, end)
+        now = trio.current_time()
+        for prefix in sorted(self.folders):  # parents before children
+            parent = prefix[: prefix.rstrip("/").rfind("/") + 1]
+            if not self.walk.covers(prefix) or (
+                prefix != self.top.key and parent not in self.applied
+            ):
+                continue  # not all in yet, or its parent is not merged (yet): its inode waits
+            listed, marker = self.folders.pop(prefix)
+            folder = self.lister._folder(self.top, prefix)
+            if folder is None or self.before.get(folder, folder.generation) != folder.generation:
+                continue  # changed here meanwhile: listed again on its own later
+            self.lister._add_local(folder, listed)
+            self.lister._merge(folder, listed, marker[0], self.asked)
+            folder.listed_at = now
+            self.applied.add(prefix)
 
 
 SUBTREE_PAGE = MAX_PAGE  # names per listing page (remote.py asks for B2's maximum)

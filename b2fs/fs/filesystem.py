@@ -606,21 +606,27 @@ class Filesystem:
     async def _walk_ahead(self, directory: Inode) -> None:
         """A directory listed right after its parent was listed, when the parent has several
         subdirectories, looks like a recursive walk (ls -R, find, du, rsync): then the
-        parent's whole subtree is fetched at once (``DirectoryLister.refresh_subtree``)."""
+        parent's whole subtree is fetched at once, in the background
+        (``DirectoryLister.run_subtree``), and the readdir of each folder below waits only
+        until that folder's names are in."""
         now = trio.current_time()
         parent = directory.parent
-        walking = (
-            parent is not None
+        walk = None if directory.virtual else self.lister.walk_covering(directory)
+        if (
+            walk is None
+            and parent is not None
             and not directory.virtual
             and parent.bucket is not None
             and not self.lister.is_fresh(directory)
             and now - parent.readdir_at < self.options.dir_timeout
             and sum(1 for child in parent.children.values() if child.is_dir) >= 2
-        )
+        ):
+            walk = self.lister.start_subtree(parent)
+            if walk is not None:
+                self._spawn(self.lister.run_subtree, parent, walk)
         directory.readdir_at = now
-        if walking:
-            assert parent is not None
-            await self.lister.refresh_subtree(parent)
+        if walk is not None:
+            await walk.wait_for(directory.key)
 
     async def releasedir(self, fh: int) -> None:
         self.handles.dirs.pop(fh, None)

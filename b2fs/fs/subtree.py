@@ -18,6 +18,10 @@ be listed at once on separate connections:
    covered without a gap from the start is returned (the caller lists the rest folder by
    folder).
 
+Progress is reported as it is made (``covered``): the probe's names, then each range's as it
+is finished, whatever the order, so a walk can go on with the folders already in while later
+ranges are on their way.
+
 Calls: one for a subtree within the probe; otherwise the probe plus one or more per range.
 B2 bills listings per 1,000 names returned (B2-API.md §6.8), so the split adds about one
 billed transaction per range.
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -61,6 +65,15 @@ class _OverBudget(Exception):
     pass
 
 
+Covered = Callable[[list[RemoteFile], str, str | None], None]
+"""Told the names of a stretch of the subtree now complete: every name from ``start`` (a name
+or the prefix) up to, not including, ``end`` (``None``: the end of the subtree)."""
+
+
+def _ignore(rows: list[RemoteFile], start: str, end: str | None) -> None:
+    pass
+
+
 async def list_subtree(
     store: ObjectStore,
     bucket_id: str,
@@ -69,13 +82,16 @@ async def list_subtree(
     *,
     concurrency: int,
     budget: int,
+    covered: Covered = _ignore,
 ) -> SubtreeNames:
     """Every visible name under ``prefix`` (no folder rows), or as many as ``budget`` allows.
 
     ``subfolders`` are the keys (ending in "/") of folders directly under ``prefix``, in
-    order: the places where the names may be cut into ranges.
+    order: the places where the names may be cut into ranges. ``covered`` is told the names
+    as they come (see :data:`Covered`), the probe's first; never a range not finished.
     """
     rows, after = await store.list_names_page(bucket_id, prefix, None, min(PROBE, budget))
+    covered(rows, prefix, after)
     if after is None:
         return SubtreeNames(rows, None, 1)
     if len(rows) >= budget:
@@ -102,6 +118,7 @@ async def list_subtree(
                 raise _OverBudget
             count = min(MAX_PAGE, count * 2)
         part.done = True
+        covered(part.rows, part.start, part.end)
 
     try:
         async with trio.open_nursery() as nursery:

@@ -548,6 +548,48 @@ async def test_a_recursive_walk_of_a_big_subtree_lists_ranges_at_once(
     assert calls <= 1 + 30 + 2  # walk/ itself, then at most folders + pages
 
 
+async def test_a_recursive_walk_reads_folders_whose_names_are_in_while_later_ones_come(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ls -lR reads folders in name order: the folders the probe and the first ranges
+    brought are read (from that one listing, no call of their own) while a later range is
+    still on its way, and that range's folders wait for it rather than list themselves."""
+    monkeypatch.setattr("b2fs.fs.subtree.PROBE", 20)
+    monkeypatch.setattr("b2fs.fs.subtree._RANGE", 10)
+    expected = await upload_tree(core, "walk", folders=30, files=8)
+    store = core.fs.lister.store
+    original = store.list_names_page
+    held = "walk/d20/"
+    release = trio.Event()
+    holding = trio.Event()
+
+    async def slow_late_range(
+        bucket_id: str, prefix: str, start: str | None, count: int
+    ) -> tuple[list[RemoteFile], str | None]:
+        if start is not None and start >= held:
+            holding.set()
+            await release.wait()
+        return await original(bucket_id, prefix, start, count)
+
+    monkeypatch.setattr(store, "list_names_page", slow_late_range)
+    top = await core.ino("walk")
+    before = core.calls("b2_list_file_names")
+    fh = await core.fs.opendir(top)
+    folders = [(n.decode(), a.ino) for n, a, _ in await core.fs.readdir(fh, 0)]
+    await core.fs.releasedir(fh)
+    found: list[str] = []
+    with trio.fail_after(30):  # a guard: before this change the first read waited for all
+        for name, ino in folders:
+            if name == "d20":
+                await holding.wait()
+                assert core.fs.lister.walks  # the listing is still under way ...
+                release.set()  # ... when every folder before the held range was read
+            found += [name] + [f"{name}/{sub}" for sub in await walk(core, ino)]
+    assert sorted(found) == sorted(expected)
+    # walk/ itself, the probe and one page per range: no folder listed on its own
+    assert core.calls("b2_list_file_names") - before <= 2 + core.fs.options.list_concurrency
+
+
 async def test_a_subtree_too_big_for_one_listing_falls_back_to_folders(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ folders it did not finish are listed on their own.
 from __future__ import annotations
 
 import errno
+import itertools
 
 import pytest
 import trio
@@ -54,9 +55,16 @@ class Names:
 
 
 async def walk(
-    store: Names, folders: list[str], *, concurrency: int, budget: int
+    store: Names,
+    folders: list[str],
+    *,
+    concurrency: int,
+    budget: int,
+    spans: list[tuple[str, str | None, list[str]]] | None = None,
 ) -> subtree.SubtreeNames:
-    """``list_subtree`` of everything below TOP, on the fake store."""
+    """``list_subtree`` of everything below TOP, on the fake store; the stretches it reports
+    as complete go to ``spans``."""
+    taken = spans if spans is not None else []
     return await subtree.list_subtree(
         store,  # type: ignore[arg-type]
         "bucket",
@@ -64,6 +72,7 @@ async def walk(
         folders,
         concurrency=concurrency,
         budget=budget,
+        covered=lambda rows, start, end: taken.append((start, end, [row.name for row in rows])),
     )
 
 
@@ -105,10 +114,11 @@ async def test_a_subtree_comes_whole_and_in_order_or_up_to_where_it_stopped(
 ) -> None:
     names, folders = tree
     store = Names(names, next_is_padded)
+    spans: list[tuple[str, str | None, list[str]]] = []
     saved = subtree.PROBE, subtree._RANGE
     subtree.PROBE, subtree._RANGE = probe, 1  # small trees cut into many ranges
     try:
-        found = await walk(store, folders, concurrency=concurrency, budget=budget)
+        found = await walk(store, folders, concurrency=concurrency, budget=budget, spans=spans)
     finally:
         subtree.PROBE, subtree._RANGE = saved
     got = [row.name for row in found.rows]
@@ -119,6 +129,20 @@ async def test_a_subtree_comes_whole_and_in_order_or_up_to_where_it_stopped(
         assert got == [n for n in store.names if n.encode() < found.covered_to.encode()]
     assert found.calls == store.pages
     assert store.most_in_flight <= concurrency
+    # Each stretch reported complete holds exactly the names between its ends, and the
+    # stretches do not overlap: a walk may apply a folder as soon as one stretch holds it.
+    assert spans and spans[0][0] == TOP
+    for start, end, rows in spans:
+        assert rows == [
+            n
+            for n in store.names
+            if n.encode() >= start.encode() and (end is None or n.encode() < end.encode())
+        ]
+    ordered = sorted(spans, key=lambda span: span[0].encode())
+    for (_, end, _), (start, _, _) in itertools.pairwise(ordered):
+        assert end is not None and end.encode() <= start.encode()
+    if found.covered_to is None:  # they tile the subtree
+        assert [name for _, _, rows in ordered for name in rows] == store.names
 
 
 async def test_ranges_are_listed_at_once_and_overshoot_little() -> None:
