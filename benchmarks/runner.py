@@ -188,6 +188,7 @@ class Run:
             log(f"  could not delete {prefix}* from the emulator: {exc}")
 
     def _measure(self, ctx: Context, number: int, system: str) -> None:
+        workloads.warm_inputs(ctx, number)
         if system == "limit":
             self._record(self._measure_limit(ctx, number))
         elif number == 8:

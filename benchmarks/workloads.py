@@ -152,6 +152,24 @@ def seq_write(ctx: Context, mounted: Mounted, result: Result) -> None:
     until_on_b2(ctx, mounted, result, "", {name: ctx.local.source_size}, t0, t2)
 
 
+def warm_inputs(ctx: Context, workload: int) -> None:
+    """Read the local files a workload copies in, so that every system finds them in the page
+    cache. These machines page out what was not touched for about a minute (DAMON's reclaim,
+    /sys/kernel/mm/damon), so whichever system ran first would also measure the local disk
+    (512 MiB read at about 160 MB/s) and the next one would not."""
+    local = ctx.local
+    paths = {
+        4: [local.source],
+        8: [local.source],
+        5: [local.small_dir / name for name in local.small_files],
+        7: [local.tar],
+    }.get(workload, [])
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+
+
 # -- workload 5: many small files ---------------------------------------------------------------
 
 
