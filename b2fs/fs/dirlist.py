@@ -230,11 +230,13 @@ class DirectoryLister:
     def start_subtree(self, directory: Inode) -> SubtreeWalk | None:
         """Announce a listing of everything below ``directory`` (``run_subtree`` makes it; the
         caller has seen that none is under way), or None where subtrees are not listed at
-        once: a subtree known to be too big, a point-in-time mount, or where the key's name
-        prefix shapes the listing."""
+        once: a subtree known to be too big or whose listing failed within ``dir_timeout``
+        (its folders are listed one by one meanwhile, rather than a new walk failing at each),
+        a point-in-time mount, or where the key's name prefix shapes the listing."""
         if (
             directory.bucket is None
             or directory.subtree_too_big
+            or trio.current_time() - directory.subtree_failed_at < self.freshness.dir_timeout
             or self.at_ms is not None
             or scoped_prefix(directory.key, self.store.scope.name_prefix) != (directory.key, None)
         ):
@@ -250,9 +252,9 @@ class DirectoryLister:
         other, and goes on with the first folders while the later ones are on their way.
 
         Up to ``SUBTREE_PAGES * SUBTREE_PAGE`` names: a bigger subtree is marked so and not
-        tried again, but the folders already covered are applied. A failure is only logged:
-        the folders not applied are listed on their own when read (and fail there, with
-        their own errno, if B2 still refuses).
+        tried again, but the folders already covered are applied. A failure is logged and
+        marked (not tried again for ``dir_timeout``): the folders not applied are listed on
+        their own when read (and fail there, with their own errno, if B2 still refuses).
         """
         try:
             assert directory.bucket is not None  # start_subtree saw to it
@@ -276,6 +278,7 @@ class DirectoryLister:
                 if found.covered_to is not None:
                     self._too_big(directory)
         except Exception as error:  # the folders not applied are listed on their own
+            directory.subtree_failed_at = trio.current_time()
             log.debug("listing the subtree of %r at once failed: %s", directory.key, error)
         finally:
             walk.end()

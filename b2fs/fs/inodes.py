@@ -71,6 +71,7 @@ class Inode:
     marker: RemoteFile | None = None  # the .bzEmpty object seen in the last listing
     readdir_at: float = -math.inf  # trio time of the last readdir (spots recursive walks)
     subtree_too_big: bool = False  # too many names below to list the subtree at once
+    subtree_failed_at: float = -math.inf  # trio time a listing of the subtree last failed
     # Attributes set locally on a directory (not kept on B2).
     dir_mode: int | None = None
     dir_mtime_ns: int | None = None

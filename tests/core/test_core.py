@@ -590,6 +590,39 @@ async def test_a_recursive_walk_reads_folders_whose_names_are_in_while_later_one
     assert core.calls("b2_list_file_names") - before <= 2 + core.fs.options.list_concurrency
 
 
+async def test_a_recursive_walk_whose_ranges_fail_lists_the_rest_folder_by_folder(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subtree listing runs in the background: when B2 fails its ranges, the failure
+    neither reaches the mount's nursery nor leaves a readdir waiting; the folders it did not
+    bring are listed on their own, and the walk still shows every name once."""
+    monkeypatch.setattr("b2fs.fs.subtree.PROBE", 20)
+    monkeypatch.setattr("b2fs.fs.subtree._RANGE", 10)
+    expected = await upload_tree(core, "fail", folders=12, files=8)
+    store = core.fs.lister.store
+    original = store.list_names_page
+    refused = 0
+
+    async def refuse_ranges(
+        bucket_id: str, prefix: str, start: str | None, count: int
+    ) -> tuple[list[RemoteFile], str | None]:
+        nonlocal refused
+        if start is not None:
+            refused += 1
+            raise B2ServiceUnavailable(503, "service_unavailable", "busy", "b2_list_file_names")
+        return await original(bucket_id, prefix, start, count)
+
+    monkeypatch.setattr(store, "list_names_page", refuse_ranges)
+    top = await core.ino("fail")
+    before = core.calls("b2_list_file_names")
+    with trio.fail_after(30):  # a guard against a readdir left waiting on the failed walk
+        assert sorted(await walk(core, top)) == sorted(expected)
+    assert refused > 0
+    assert not core.fs.lister.walks
+    # fail/ itself, the probe (2 folders and part of a third), then each other folder alone
+    assert core.calls("b2_list_file_names") - before == 1 + 1 + 10
+
+
 async def test_a_subtree_too_big_for_one_listing_falls_back_to_folders(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
