@@ -611,13 +611,14 @@ class Filesystem:
         until that folder's names are in."""
         now = trio.current_time()
         parent = directory.parent
-        walk = None if directory.virtual else self.lister.walk_covering(directory)
+        if directory.virtual or self.lister.is_fresh(directory):
+            directory.readdir_at = now
+            return  # nothing to fetch, nor to wait for
+        walk = self.lister.walk_covering(directory)
         if (
             walk is None
             and parent is not None
-            and not directory.virtual
             and parent.bucket is not None
-            and not self.lister.is_fresh(directory)
             and now - parent.readdir_at < self.options.dir_timeout
             and sum(1 for child in parent.children.values() if child.is_dir) >= 2
         ):

@@ -583,11 +583,16 @@ async def test_a_recursive_walk_reads_folders_whose_names_are_in_while_later_one
             if name == "d20":
                 await holding.wait()
                 assert core.fs.lister.walks  # the listing is still under way ...
-                release.set()  # ... when every folder before the held range was read
+                # ... a folder of the held range that was listed on its own meanwhile (a
+                # lookup in it) is read at once ...
+                d25 = dict(folders)["d25"]
+                await core.fs.lookup(d25, b"f00")
+                assert sorted(await walk(core, d25)) == [f"f{f:02d}" for f in range(8)]
+                release.set()  # ... and every folder before the held range was read
             found += [name] + [f"{name}/{sub}" for sub in await walk(core, ino)]
     assert sorted(found) == sorted(expected)
-    # walk/ itself, the probe and one page per range: no folder listed on its own
-    assert core.calls("b2_list_file_names") - before <= 2 + core.fs.options.list_concurrency
+    # walk/ itself, the probe and one page per range: no folder listed on its own but d25
+    assert core.calls("b2_list_file_names") - before <= 3 + core.fs.options.list_concurrency
 
 
 async def test_a_recursive_walk_whose_ranges_fail_lists_the_rest_folder_by_folder(
