@@ -434,7 +434,7 @@ class SubtreeWalk:
         )
 
     def add(self, start: str, end: str | None) -> None:
-        spans = sorted([*self.spans, (start, end)])
+        spans = sorted([*self.spans, (start, end)], key=lambda span: span[0])
         merged = [spans[0]]
         for span in spans[1:]:
             if merged[-1][1] == span[0]:

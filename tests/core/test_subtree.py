@@ -220,3 +220,20 @@ async def test_a_range_refused_by_b2_fails_the_walk_with_its_own_errno(
     with pytest.raises(BaseException) as raised:
         await walk(store, [f"{TOP}{f}/" for f in "abcdef"], concurrency=4, budget=100)
     assert to_fs_error(raised.value).errno == errno.EACCES
+
+
+async def test_a_walk_covers_a_folder_once_the_stretches_holding_it_are_in_in_any_order() -> None:
+    """``SubtreeWalk``: a readdir waits until its folder's names are all in. The probe ends
+    inside ``top/b/``; the ranges start there and at ``top/e/``, and come back last first."""
+    from b2fs.fs.dirlist import SubtreeWalk
+
+    walk = SubtreeWalk()
+    walk.add(TOP, TOP + "b/07")  # the probe: top/a/ whole, top/b/ in part
+    assert walk.covers(TOP + "a/") and not walk.covers(TOP + "b/")
+    walk.add(TOP + "e/", None)  # the last range first
+    assert walk.covers(TOP + "e/") and walk.covers(TOP + "f/g/")
+    assert not walk.covers(TOP + "b/") and not walk.covers(TOP + "c/")
+    assert not walk.covers(TOP)  # the top itself: only once everything is in
+    walk.add(TOP + "b/07", TOP + "e/")  # the range that joins them
+    assert walk.spans == [(TOP, None)]
+    assert all(walk.covers(TOP + f"{name}/") for name in "abcdz") and walk.covers(TOP)
