@@ -424,7 +424,7 @@ class SubtreeWalk:
     def __init__(self) -> None:
         self.spans: list[tuple[str, str | None]] = []  # [start, end), merged where they meet
         self.ended = False
-        self._moved = trio.Event()
+        self._waiting = trio.lowlevel.ParkingLot()  # readdirs, woken at every change
 
     def covers(self, key: str) -> bool:
         """Every name below the folder ``key`` is in: one span holds them all."""
@@ -444,8 +444,7 @@ class SubtreeWalk:
         self.spans = merged
 
     def moved(self) -> None:
-        self._moved.set()
-        self._moved = trio.Event()
+        self._waiting.unpark_all()
 
     def end(self) -> None:
         self.ended = True
@@ -455,7 +454,7 @@ class SubtreeWalk:
         """Until the folder ``key`` is covered or the walk is over (then the folder may still
         need a listing of its own: the caller's ``ensure_listed`` decides)."""
         while not self.ended and not self.covers(key):
-            await self._moved.wait()
+            await self._waiting.park()
 
 
 class _SubtreeApplier:

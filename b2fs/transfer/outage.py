@@ -36,7 +36,7 @@ class UploadGate:
         self.probes_failed = 0  # since the gate closed
         self._next_probe = 0.0
         self._probing = False
-        self._changed = trio.Event()
+        self._waiting = trio.lowlevel.ParkingLot()  # woken at every change
 
     @property
     def down(self) -> bool:
@@ -50,12 +50,12 @@ class UploadGate:
                 self._probing = True
                 return True
             with trio.move_on_at(math.inf if self._probing else self._next_probe):
-                await self._changed.wait()
+                await self._waiting.park()
         return False
 
     async def wait_changed(self) -> None:
         """Return at the next change: closed, opened, a probe's end or failure."""
-        await self._changed.wait()
+        await self._waiting.park()
 
     def probe_ended(self) -> None:
         self._probing = False
@@ -92,5 +92,4 @@ class UploadGate:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        self._waiting.unpark_all()
