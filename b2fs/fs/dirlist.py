@@ -41,6 +41,7 @@ import trio
 
 from b2fs.fs import names
 from b2fs.fs.attrs import remote_kind
+from b2fs.fs.errors import to_fs_error
 from b2fs.fs.inodes import ROOT_INODE, Inode, InodeTable, Kind
 from b2fs.fs.subtree import MAX_PAGE, list_subtree
 from b2fs.objectstore import ObjectStore, RemoteFile
@@ -252,9 +253,10 @@ class DirectoryLister:
         other, and goes on with the first folders while the later ones are on their way.
 
         Up to ``SUBTREE_PAGES * SUBTREE_PAGE`` names: a bigger subtree is marked so and not
-        tried again, but the folders already covered are applied. A failure is logged and
-        marked (not tried again for ``dir_timeout``): the folders not applied are listed on
-        their own when read (and fail there, with their own errno, if B2 still refuses).
+        tried again, but the folders already covered are applied. A failure is logged (as
+        loud as the errno table says for a request) and marked (not tried again for
+        ``dir_timeout``): the folders not applied are listed on their own when read (and
+        fail there, with their own errno, if B2 still refuses).
         """
         try:
             assert directory.bucket is not None  # start_subtree saw to it
@@ -277,9 +279,16 @@ class DirectoryLister:
                 self.list_calls += found.calls
                 if found.covered_to is not None:
                     self._too_big(directory)
-        except Exception as error:  # the folders not applied are listed on their own
+        except Exception as exc:  # the folders not applied are listed on their own
             directory.subtree_failed_at = trio.current_time()
-            log.debug("listing the subtree of %r at once failed: %s", directory.key, error)
+            error = to_fs_error(exc)  # the errno table decides how loud, as for a request
+            log.log(
+                error.level,
+                "listing the subtree of %r at once failed (%s); its folders are listed one by one",
+                directory.key,
+                error,
+                exc_info=error.level >= logging.ERROR,
+            )
         finally:
             walk.end()
             if self.walks.get(directory) is walk:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -596,11 +597,12 @@ async def test_a_recursive_walk_reads_folders_whose_names_are_in_while_later_one
 
 
 async def test_a_recursive_walk_whose_ranges_fail_lists_the_rest_folder_by_folder(
-    core: Core, monkeypatch: pytest.MonkeyPatch
+    core: Core, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The subtree listing runs in the background: when B2 fails its ranges, the failure
-    neither reaches the mount's nursery nor leaves a readdir waiting; the folders it did not
-    bring are listed on their own, and the walk still shows every name once."""
+    neither reaches the mount's nursery nor leaves a readdir waiting; it is logged as loud as
+    the errno table says (a warning for B2's 503); the folders it did not bring are listed
+    on their own, and the walk still shows every name once."""
     monkeypatch.setattr("b2fs.fs.subtree.PROBE", 20)
     monkeypatch.setattr("b2fs.fs.subtree._RANGE", 10)
     expected = await upload_tree(core, "fail", folders=12, files=8)
@@ -624,6 +626,8 @@ async def test_a_recursive_walk_whose_ranges_fail_lists_the_rest_folder_by_folde
         assert sorted(await walk(core, top)) == sorted(expected)
     assert refused > 0
     assert not core.fs.lister.walks
+    failed = [r for r in caplog.records if "listing the subtree" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING], failed
     # fail/ itself, the probe (2 folders and part of a third), then each other folder alone
     assert core.calls("b2_list_file_names") - before == 1 + 1 + 10
 
