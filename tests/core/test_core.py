@@ -74,6 +74,22 @@ async def test_negative_and_positive_lookups_come_from_one_listing(core: Core) -
     assert core.calls("b2_list_file_names") - before == 1
 
 
+async def test_a_directory_of_more_than_a_thousand_names_is_listed_in_one_call(
+    core: Core,
+) -> None:
+    """Listings ask for B2's largest page (10,000 names; B2 answers 100 when not told, and
+    bills per 1,000): a folder of 1,001 names costs one list call, attributes included."""
+    for i in range(1001):
+        await core.upload(f"big/f{i:04d}", b"x")
+    big = await core.ino("big")  # lists the root
+    before = core.calls("b2_list_file_names")
+    fh = await core.fs.opendir(big)
+    entries = await core.fs.readdir(fh, 0)
+    await core.fs.releasedir(fh)
+    assert len(entries) == 1001 and all(attrs.size == 1 for _, attrs, _ in entries)
+    assert core.calls("b2_list_file_names") - before == 1
+
+
 async def test_listing_expires_after_dir_timeout(core: Core) -> None:
     with pytest.raises(FsError):
         await core.fs.lookup(ROOT_INODE, b"later")
