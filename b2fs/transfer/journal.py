@@ -13,16 +13,25 @@ does not fsync on every commit, so a power loss may forget files closed in the l
 (programs that need that call fsync, which waits for B2 itself; docs/SEMANTICS.md says so).
 
 All SQLite calls run in one worker thread at a time (a capacity limiter of 1), never on the
-event loop. A full disk is reported as ``OSError(ENOSPC)``, like any other write to the cache
-directory, so the program whose write needed the journal gets ENOSPC.
+event loop. Changes are committed in groups: the changes asked for while a commit is under
+way go together in the next transaction, in one trip to the worker thread, and each caller
+returns once the transaction holding its change is committed. An upload finishing deletes a
+row, and dozens finish together; one at a time, each with its trip to the thread, they held
+the journal so long that a close() waited behind them (measured: 1.3 ms per close for the
+journal, cp -r of 2,000 files of 16 KiB, 2026-11-27). If a group fails, its changes are
+tried again one by one, so that each caller hears of its own failure only. A full disk is
+reported as ``OSError(ENOSPC)``, like any other write to the cache directory, so the program
+whose write needed the journal gets ENOSPC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +107,88 @@ class JournalMismatch(Exception):
     """The cache directory belongs to another account, endpoint or bucket."""
 
 
+@dataclass(eq=False)
+class _Change:
+    """One change waiting for a group commit, and how it went once its group is done."""
+
+    apply: Callable[[], Any]
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = field(default=None)
+
+
+def _disk_error(exc: BaseException, path: Path) -> BaseException:
+    """SQLite's "database or disk is full" as the ENOSPC every other cache write gives."""
+    if (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+    ):
+        return OSError(errno.ENOSPC, f"the cache disk is full ({path})")
+    return exc
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self._waiting: list[_Change] = []  # changes for the next group commit
+        self._committing = False
+        self._committed = trio.lowlevel.ParkingLot()  # woken after each group commit
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
-                raise OSError(errno.ENOSPC, f"the cache disk is full ({self.path})") from exc
-            raise
+            raise _disk_error(exc, self.path) from exc
+
+    async def _change(self, apply: Callable[[], Any]) -> Any:
+        """Commit ``apply`` (a change made on the connection) with whatever other changes
+        wait meanwhile; returns what it returned once it is committed. Shielded: a change
+        asked for is committed, and its caller waits for it (a commit takes milliseconds)."""
+        change = _Change(apply)
+        self._waiting.append(change)
+        with trio.CancelScope(shield=True):
+            while not change.done:
+                if self._committing:
+                    await self._committed.park()
+                    continue
+                # Nobody is committing: this task commits the group waiting, its own included.
+                group, self._waiting = self._waiting, []
+                self._committing = True
+                try:
+                    await trio.to_thread.run_sync(self._commit, group, limiter=self._limiter)
+                except Exception as exc:  # the journal is closed, say: the whole group failed
+                    for failed in group:
+                        if not failed.done:
+                            failed.error, failed.done = exc, True
+                finally:
+                    self._committing = False
+                    self._committed.unpark_all()
+        if change.error is not None:
+            raise change.error
+        return change.value
+
+    def _commit(self, group: list[_Change]) -> None:
+        """In the worker thread: one transaction for the group; if it fails, each change on
+        its own (each caller then hears only of its own failure)."""
+        db = self.db
+        try:
+            db.execute("BEGIN")
+            results = [change.apply() for change in group]
+            db.execute("COMMIT")
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            for change in group:
+                try:
+                    change.value = change.apply()
+                except Exception as exc:
+                    change.error = _disk_error(exc, self.path)
+                change.done = True
+            return
+        for change, value in zip(group, results, strict=True):
+            change.value, change.done = value, True
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -162,7 +240,7 @@ class Journal:
 
     async def insert(self, row: JournalRow) -> int:
         """Add a row (its id is assigned); returns the id."""
-        return int(await self._run(self._insert, row))
+        return int(await self._change(lambda: self._insert(row)))
 
     def _insert(self, row: JournalRow) -> int:
         values = dataclasses.astuple(row)[1:]
@@ -175,7 +253,7 @@ class Journal:
         return row.id
 
     async def update(self, row: JournalRow) -> None:
-        await self._run(self._update, row)
+        await self._change(lambda: self._update(row))
 
     def _update(self, row: JournalRow) -> None:
         values = dataclasses.astuple(row)
@@ -183,7 +261,7 @@ class Journal:
         self.db.execute(f"UPDATE staged SET {assignments} WHERE id = ?", (*values[1:], values[0]))
 
     async def delete(self, row_id: int) -> None:
-        await self._run(self._delete, row_id)
+        await self._change(lambda: self._delete(row_id))
 
     def _delete(self, row_id: int) -> None:
         self.db.execute("DELETE FROM staged WHERE id = ?", (row_id,))
