@@ -10,8 +10,10 @@ it is still current. A large upload is not cancelled: its parts track changes th
 
 Lifecycle:
 
-- ``create`` starts an entry (journal row in state 'open'); a write to a clean entry makes it
-  dirty again (a new row).
+- ``create`` starts an entry with no journal row yet (``needs_row``): a new file that is
+  never closed has nothing a restart could upload, so its row waits for the first flush (or
+  for a large upload it starts, which must be recorded). A write to a clean entry makes it
+  dirty again, with a new row in state 'open'.
 - ``flushed`` (every close() of a writer) commits the row in state 'pending': from then on a
   restart uploads it. Rows never closed are dropped at restart (with a warning), and a
   large upload one had started is cancelled.
@@ -141,7 +143,9 @@ class Entry:
     # (bucket id, name) an upload was cut off at (by a change) while it was under way: B2 may
     # hold that version although nobody was told of it.
     unconfirmed: set[tuple[str, str]] = field(default_factory=set)
-    needs_row: bool = False  # dirty, but journalling it failed: the next flush tries again
+    # Dirty with no row for it in the journal: a new file until its first flush, or a change
+    # whose journalling failed (a full cache disk). The next flush writes the row.
+    needs_row: bool = False
     sent: int = 0  # bytes a one-piece upload in flight has sent so far (progress, for status)
 
     @property
@@ -187,6 +191,8 @@ class WriteBack:
         self.slots = trio.CapacityLimiter(settings.upload_concurrency)
         self.gate = UploadGate()  # while B2 is failing uploads (outage.py)
         self.entries: dict[int, Entry] = {}  # by journal row id (ids are never reused)
+        # Ids of entries whose row is not written yet (a new file, until its first flush).
+        self._unjournalled_ids = itertools.count(-1, -1)
         self.by_name: dict[tuple[str, str], Entry] = {}
         # Kept as the entries change, so that nothing done per upload scans every entry (an
         # untar of 100,000 files may leave tens of thousands waiting): insertion-ordered sets
@@ -349,7 +355,7 @@ class WriteBack:
         ``orphan`` (a file unlinked while open) is staged but never journalled or uploaded."""
         staging = self.staging_dir / uuid.uuid4().hex
         row = JournalRow(
-            id=0,
+            id=next(self._unjournalled_ids),
             state="open",
             kind=kind,
             bucket_id=bucket.id,
@@ -371,23 +377,24 @@ class WriteBack:
             part_size=self.settings.part_size,
             created_ms=int(time.time() * 1000),
         )
-        entry = Entry(row=row, file=StagedFile(row, self.fetcher, base.size if base else 0))
+        entry = Entry(
+            row=row, file=StagedFile(row, self.fetcher, base.size if base else 0), needs_row=True
+        )
         await entry.file.open(create=True)
         if size:
-            await trio.to_thread.run_sync(os.ftruncate, entry.file.fd, size)
+            try:
+                await trio.to_thread.run_sync(os.ftruncate, entry.file.fd, size)
+            except BaseException:  # a full cache disk, say: nothing of this entry stays behind
+                with trio.CancelScope(shield=True):
+                    await entry.file.close()
+                    await trio.to_thread.run_sync(lambda: staging.unlink(missing_ok=True))
+                raise
         if orphan:
             self._mark(entry, discarded=True)
             return entry
         previous = self.by_name.get(entry.key)
         if previous is not None:
             await self.discard(previous)
-        try:
-            await self.journal.insert(row)
-        except BaseException:  # a full cache disk, say: nothing of this entry stays behind
-            with trio.CancelScope(shield=True):
-                await entry.file.close()
-                await trio.to_thread.run_sync(lambda: staging.unlink(missing_ok=True))
-            raise
         self._add(entry)
         self._changed.set()
         return entry
@@ -503,7 +510,7 @@ class WriteBack:
         if self.by_name.get(entry.key) is entry:
             del self.by_name[entry.key]
         if was_dirty:
-            await self._delete_row(entry.row)
+            await self._delete_row(entry)
         self._notify_progress(entry)
         await self._maybe_release(entry)
         self._changed.set()
@@ -540,10 +547,14 @@ class WriteBack:
     async def _persist(self, entry: Entry) -> None:
         if entry.dirty:
             entry.row.filled = entry.file.snapshot_filled()
-            if entry.needs_row:
-                await self._new_row(entry)
-            else:
-                await self.journal.update(entry.row)
+            await self._save_row(entry)
+
+    async def _save_row(self, entry: Entry) -> None:
+        """Write the entry's row as it is now: a new row if it has none (``needs_row``)."""
+        if entry.needs_row:
+            await self._new_row(entry)
+        else:
+            await self.journal.update(entry.row)
 
     async def sync(self, entry: Entry) -> None:
         """Return once B2 holds the entry's current content (fsync); raise if the upload
@@ -716,7 +727,7 @@ class WriteBack:
                         row.bucket_id, row.name, row.content_type, info
                     )
                     row.large_file_id, row.large_info = file_id, json.dumps(info, sort_keys=True)
-                    await self.journal.update(row)
+                    await self._save_row(entry)
                 entry.large = LargeUpload(
                     self.store, file_id, row.part_size, row.staging, self.slots
                 )
@@ -756,7 +767,7 @@ class WriteBack:
                     # recorded first so that a restart copies it rather than upload again.
                     row.finished_file_id = result.file_id
                     with trio.CancelScope(shield=True):
-                        await self.journal.update(row)
+                        await self._save_row(entry)
                     result = await self._fix_metadata(entry, result)
                 return result
         # Too small to be a large file after all: send it in one piece.
@@ -794,7 +805,7 @@ class WriteBack:
                     "%s: its finished large file is gone; uploading it again", entry.row.name
                 )
                 entry.row.finished_file_id = None
-                await self.journal.update(entry.row)
+                await self._save_row(entry)
                 return None
             return await self._fix_metadata(entry, finished)
 
@@ -842,7 +853,7 @@ class WriteBack:
         entry.row.large_info = None
         if large_file_id is not None:
             await self._cancel_large(large_file_id)
-        if entry.dirty:
+        if entry.dirty and not entry.needs_row:
             await self.journal.update(entry.row)
 
     async def _cancel_large(self, large_file_id: str) -> None:
@@ -862,17 +873,20 @@ class WriteBack:
         if version == entry.version and not entry.discarded:
             entry.synced_version = version
             self._mark(entry, dirty=False)
-            await self._delete_row(entry.row)
+            await self._delete_row(entry)
             self._changed.set()
             log.debug("uploaded %s (%d bytes)", entry.row.name, result.size)
             await self._maybe_release(entry)
         else:
             entry.rerun = True
 
-    async def _delete_row(self, row: JournalRow) -> None:
-        """Delete a row that is done with. If the journal cannot be written (a full cache
+    async def _delete_row(self, entry: Entry) -> None:
+        """Delete the entry's row, done with. If the journal cannot be written (a full cache
         disk), keep trying in the background: the entry is clean in memory already, and
         failing here would fail an unlink, or end the mount after a successful upload."""
+        if entry.needs_row:
+            return  # none was written (a new file removed before its first flush, say)
+        row = entry.row
         try:
             await self.journal.delete(row.id)
         except OSError as exc:

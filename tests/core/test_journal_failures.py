@@ -1,8 +1,9 @@
 """Tier 3: the write-back journal failing to write (a full cache disk), seen from the core.
 
 A change that could not be journalled fails with ENOSPC and is journalled by the next flush,
-so close() never returns for data a restart would not upload; a failed create leaves nothing
-behind; a journal that cannot record a finished upload neither loses it nor stops the mount.
+so close() never returns for data a restart would not upload (a new file is journalled at its
+first close); a failed create leaves nothing behind; a journal that cannot record a finished
+upload neither loses it nor stops the mount.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import trio
 
 from b2fs.fs.inodes import ROOT_INODE
 from b2fs.transfer.journal import JournalRow
+from b2fs.transfer.staging import StagedFile
 from core.conftest import Core
 
 
@@ -49,11 +51,62 @@ async def test_a_change_that_could_not_be_journalled_is_journalled_by_the_next_f
     assert await journal.rows() == []
 
 
-async def test_a_create_that_could_not_be_journalled_leaves_nothing_behind(
+async def test_a_new_file_is_journalled_at_its_first_close_and_a_failure_there_is_reported(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file's row is written when it is first closed, not when it is created (until
+    then a restart has nothing to upload: a file never closed is dropped anyway)."""
+    fs, journal = core.fs, core.fs.writeback.journal
+    fh, _ = await fs.create(ROOT_INODE, b"new", 0o644, os.O_WRONLY, 0, 0)
+    await fs.write(fh, 0, b"content")
+    assert await journal.rows() == []
+
+    with monkeypatch.context() as patched:
+        patched.setattr(journal, "insert", _raise_disk_full)
+        with pytest.raises(OSError) as raised:
+            await fs.flush(fh)
+        assert raised.value.errno == errno.ENOSPC
+    await fs.flush(fh)  # there is room again: close() returns with the file journalled
+    assert [(r.name, r.state, r.size) for r in await journal.rows()] == [("new", "pending", 7)]
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/new") == b"content"
+    assert await journal.rows() == []
+
+
+async def test_a_file_removed_before_its_first_close_never_touches_the_journal(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, journal = core.fs, core.fs.writeback.journal
+    changes: list[str] = []
+
+    def recorder(change: str) -> object:
+        async def record(*_: object) -> int:
+            changes.append(change)
+            return 1
+
+        return record
+
+    for change in ("insert", "update", "delete"):
+        monkeypatch.setattr(journal, change, recorder(change))
+    fh, _ = await fs.create(ROOT_INODE, b"scratch", 0o644, os.O_RDWR, 0, 0)
+    await fs.write(fh, 0, b"temporary")
+    await fs.unlink(ROOT_INODE, b"scratch")
+    await fs.release(fh)
+    await fs.drain()
+    assert changes == []
+    assert core.calls("b2_upload_file") == 0
+
+
+async def test_a_create_whose_staging_file_cannot_be_made_leaves_nothing_behind(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writeback = core.fs.writeback
-    monkeypatch.setattr(writeback.journal, "insert", _raise_disk_full)
+
+    async def no_room(*_: object, **__: object) -> None:
+        _disk_full()
+
+    monkeypatch.setattr(StagedFile, "open", no_room)
     with pytest.raises(OSError) as raised:
         await core.fs.create(ROOT_INODE, b"g", 0o644, os.O_WRONLY, 0, 0)
     assert raised.value.errno == errno.ENOSPC
