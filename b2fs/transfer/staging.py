@@ -18,6 +18,16 @@ filled: that is when untouched ranges are downloaded, and only then.
 The journal row (``row``) is the durable description; ``generation`` counts changes in memory
 so an upload can tell whether what it sent is still the current content. All file I/O runs in
 worker threads.
+
+Small writes that continue one another, into a file with no base, are kept in memory (up to
+``PENDING_PER_FILE`` per file and a :class:`WriteBudget` across all of them) and written to
+the staging file in one piece: when the run is full, before anything reads or changes the
+staging file otherwise, and before the file's journal row is committed (``write_pending``,
+which close() and fsync wait for). `tar` writes in 10 KiB records, and each write was a trip
+to a worker thread. A failed write of the run (a full disk) keeps it in memory: the caller
+hears of the failure, and nothing acknowledged is lost. Writes of the staging file (the run,
+a direct write, a truncation, a block filled from the base) take ``_io`` so that they land
+in the order they were made.
 """
 
 from __future__ import annotations
@@ -31,9 +41,26 @@ from b2fs.cache.blocks import BlockData
 from b2fs.transfer.journal import JournalRow
 from b2fs.transfer.prefetch import BlockFetcher
 
+PENDING_PER_FILE = 1 << 20  # written bytes a staged file keeps in memory, at most
+PENDING_WRITE_MAX = 128 << 10  # a larger write goes to the staging file at once
+
+
+class WriteBudget:
+    """The written bytes kept in memory across every staged file, and their bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
 
 class StagedFile:
-    def __init__(self, row: JournalRow, fetcher: BlockFetcher, base_size: int) -> None:
+    def __init__(
+        self,
+        row: JournalRow,
+        fetcher: BlockFetcher,
+        base_size: int,
+        budget: WriteBudget | None = None,
+    ) -> None:
         self.row = row
         self.fetcher = fetcher
         self.base_size = base_size
@@ -41,6 +68,11 @@ class StagedFile:
         self.filled = bytearray(row.filled)
         self.generation = 0
         self.fd = -1
+        self._budget = budget
+        # Written bytes not in the staging file yet: one run starting at ``_pending_at``.
+        self._pending = bytearray()
+        self._pending_at = 0
+        self._io_lock: trio.Lock | None = None  # made on first use (most files never need it)
 
     @property
     def path(self) -> Path:
@@ -55,9 +87,53 @@ class StagedFile:
         self.fd = await trio.to_thread.run_sync(os.open, self.row.staging, flags, 0o600)
 
     async def close(self) -> None:
+        """Done with: the content is on B2 (an upload wrote out the run kept in memory
+        first) or not wanted any more (removed), so a run still kept is dropped."""
+        if self._pending:
+            assert self._budget is not None
+            self._budget.used -= len(self._pending)
+            self._pending = bytearray()
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             await trio.to_thread.run_sync(os.close, fd)
+
+    # -- written bytes kept in memory ------------------------------------------------------
+
+    @property
+    def _io(self) -> trio.Lock:
+        if self._io_lock is None:
+            self._io_lock = trio.Lock()
+        return self._io_lock
+
+    def _keeps(self, offset: int, length: int) -> bool:
+        """Whether a write of ``length`` bytes at ``offset`` joins the run kept in memory."""
+        budget = self._budget
+        return (
+            budget is not None
+            and length <= PENDING_WRITE_MAX
+            and self.row.base_file_id is None  # (a partial block of a base must be filled)
+            and (not self._pending or offset == self._pending_at + len(self._pending))
+            and len(self._pending) + length <= PENDING_PER_FILE
+            and budget.used + length <= budget.limit
+        )
+
+    async def write_pending(self) -> None:
+        """Put the written bytes kept in memory into the staging file (close and fsync wait
+        for this before the journal records the file)."""
+        if self._pending:
+            async with self._io:
+                await self._write_pending_locked()
+
+    async def _write_pending_locked(self) -> None:
+        if not self._pending:
+            return
+        # A copy: writes that arrive meanwhile extend the run, and leave it until written.
+        data, at = bytes(self._pending), self._pending_at
+        await trio.to_thread.run_sync(_pwrite_all, self.fd, data, at)
+        del self._pending[: len(data)]
+        self._pending_at += len(data)
+        assert self._budget is not None
+        self._budget.used -= len(data)
 
     def snapshot_filled(self) -> bytes:
         """The bitmap as it should be journalled."""
@@ -91,6 +167,7 @@ class StagedFile:
         size = max(0, min(size, self.row.size - offset))
         if size == 0:
             return b""
+        await self.write_pending()
         pieces: list[BlockData] = []
         position = offset
         end = offset + size
@@ -119,25 +196,40 @@ class StagedFile:
 
     async def write(self, offset: int, data: bytes) -> int:
         end = offset + len(data)
-        if data:
-            first = offset // self.block_size
-            last = (end - 1) // self.block_size
-            for index in (first, last):
-                block_start = index * self.block_size
-                covers_whole = offset <= block_start and end >= min(
-                    block_start + self.block_size, max(self.row.size, end)
-                )
-                if self._from_base(index) and not covers_whole:
-                    await self._fill_block(index)
-            for index in range(first, last + 1):
+        if data and self._keeps(offset, len(data)):
+            if not self._pending:
+                self._pending_at = offset
+            self._pending += data
+            assert self._budget is not None
+            self._budget.used += len(data)
+            for index in range(offset // self.block_size, (end - 1) // self.block_size + 1):
                 self._mark_filled(index)
-            await trio.to_thread.run_sync(_pwrite_all, self.fd, data, offset)
+        elif data:
+            async with self._io:
+                await self._write_pending_locked()
+                first = offset // self.block_size
+                last = (end - 1) // self.block_size
+                for index in (first, last):
+                    block_start = index * self.block_size
+                    covers_whole = offset <= block_start and end >= min(
+                        block_start + self.block_size, max(self.row.size, end)
+                    )
+                    if self._from_base(index) and not covers_whole:
+                        await self._fill_block(index)
+                for index in range(first, last + 1):
+                    self._mark_filled(index)
+                await trio.to_thread.run_sync(_pwrite_all, self.fd, data, offset)
         if end > self.row.size:
             self.row.size = end
         self.generation += 1
         return len(data)
 
     async def truncate(self, size: int) -> None:
+        async with self._io:
+            await self._write_pending_locked()
+            await self._truncate_locked(size)
+
+    async def _truncate_locked(self, size: int) -> None:
         if size < self.row.size:
             last = (size - 1) // self.block_size if size else -1
             # The block that `size` cuts must keep its head: fill it from the base first, so
@@ -161,11 +253,14 @@ class StagedFile:
 
     async def fill_range(self, start: int, end: int) -> None:
         """Make the staging file hold bytes [start, end) (downloading base blocks as needed)."""
+        await self.write_pending()
         if end <= start:
             return
         for index in range(start // self.block_size, (end - 1) // self.block_size + 1):
             if self._from_base(index):
-                await self._fill_block(index)
+                async with self._io:
+                    if self._from_base(index):  # (not filled by a write meanwhile)
+                        await self._fill_block(index)
 
     async def fill_all(self) -> None:
         await self.fill_range(0, self.row.base_limit)

@@ -71,7 +71,7 @@ from b2fs.transfer.copy import server_copy
 from b2fs.transfer.journal import Journal, JournalRow
 from b2fs.transfer.outage import UploadGate
 from b2fs.transfer.prefetch import BlockFetcher
-from b2fs.transfer.staging import StagedFile
+from b2fs.transfer.staging import StagedFile, WriteBudget
 from b2fs.transfer.upload import LargeUpload
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # between failed attempts; the
 ADOPT_LIMIT = 256 << 20  # copy uploaded files up to this size into the block cache
 DRAIN_SWEEP_SECONDS = 1.0  # how often an unmount looks over every pending entry (drain)
 RECOVERY_CONCURRENCY = 16  # B2 calls at once while a mount resumes its journal (start)
+WRITE_BUDGET = 16 << 20  # small writes kept in memory before their staging files (staging.py)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class WriteBack:
         self.slots = trio.CapacityLimiter(settings.upload_concurrency)
         self.gate = UploadGate()  # while B2 is failing uploads (outage.py)
         self.entries: dict[int, Entry] = {}  # by journal row id (ids are never reused)
+        self.write_budget = WriteBudget(WRITE_BUDGET)
         # Ids of entries whose row is not written yet (a new file, until its first flush).
         self._unjournalled_ids = itertools.count(-1, -1)
         self.by_name: dict[tuple[str, str], Entry] = {}
@@ -378,7 +380,9 @@ class WriteBack:
             created_ms=int(time.time() * 1000),
         )
         entry = Entry(
-            row=row, file=StagedFile(row, self.fetcher, base.size if base else 0), needs_row=True
+            row=row,
+            file=StagedFile(row, self.fetcher, base.size if base else 0, self.write_budget),
+            needs_row=True,
         )
         await entry.file.open(create=True)
         if size:
@@ -546,6 +550,7 @@ class WriteBack:
 
     async def _persist(self, entry: Entry) -> None:
         if entry.dirty:
+            await entry.file.write_pending()  # the journal must not list bytes not on disk
             entry.row.filled = entry.file.snapshot_filled()
             await self._save_row(entry)
 

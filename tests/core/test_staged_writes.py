@@ -1,0 +1,123 @@
+"""Tier 3: small writes that continue one another are kept in memory, then written in one piece.
+
+What a user relies on: `tar` writes in 10 KiB records, and each write was a trip to a worker
+thread; now a run of small writes reaches the staging file in one write, before close()
+returns. Every byte a write acknowledged is read back, in the order the writes were made,
+survives a full disk, and the memory this takes stays within its budget.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from b2fs.fs.inodes import ROOT_INODE
+from b2fs.transfer import staging
+from core.conftest import Core
+
+RECORD = 10 * 1024
+
+
+@pytest.fixture
+def staging_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(offset, length) of every write into a staging file."""
+    writes: list[tuple[int, int]] = []
+    real = staging._pwrite_all
+
+    def counted(fd: int, data: staging.BlockData, offset: int) -> None:
+        writes.append((offset, len(data)))
+        real(fd, data, offset)
+
+    monkeypatch.setattr(staging, "_pwrite_all", counted)
+    return writes
+
+
+async def test_a_run_of_small_writes_reaches_the_staging_file_in_one_write_before_close(
+    core: Core, staging_writes: list[tuple[int, int]]
+) -> None:
+    fs = core.fs
+    records = [os.urandom(RECORD) for _ in range(10)]
+    fh, _ = await fs.create(ROOT_INODE, b"archive.py", 0o644, os.O_WRONLY, 0, 0)
+    for i, record in enumerate(records):
+        assert await fs.write(fh, i * RECORD, record) == RECORD
+    assert staging_writes == []
+    await fs.flush(fh)  # close() returns with the bytes in the staging file and journalled
+    assert staging_writes == [(0, 10 * RECORD)]
+    staged = fs.writeback.by_name[(core.bucket.id, "archive.py")]
+    assert staged.file.path.read_bytes() == b"".join(records)
+    assert fs.writeback.write_budget.used == 0
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/archive.py") == b"".join(records)
+
+
+async def test_what_reads_or_changes_the_file_sees_every_write_in_order(
+    core: Core, staging_writes: list[tuple[int, int]]
+) -> None:
+    fs = core.fs
+    fh, _ = await fs.create(ROOT_INODE, b"f", 0o644, os.O_RDWR, 0, 0)
+    await fs.write(fh, 0, b"a" * 100)
+    await fs.write(fh, 100, b"b" * 100)
+    assert await fs.read(fh, 50, 100) == b"a" * 50 + b"b" * 50  # a read writes the run first
+    await fs.write(fh, 200, b"c" * 100)
+    await fs.write(fh, 150, b"d" * 100)  # goes back: the run is written first, then this
+    await fs.write(fh, 250, b"e" * 10)
+    ino = await core.ino("/f")
+    await fs.setattr(ino, size=255)  # a truncation writes the run first too
+    assert staging_writes == [(0, 200), (200, 100), (150, 100), (250, 10)]
+    await fs.flush(fh)
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/f") == b"a" * 100 + b"b" * 50 + b"d" * 100 + b"e" * 5
+
+
+async def test_small_writes_kept_in_memory_stay_within_the_budget(
+    core: Core, staging_writes: list[tuple[int, int]]
+) -> None:
+    fs = core.fs
+    budget = fs.writeback.write_budget
+    budget.limit = 2 * RECORD
+    handles = []
+    for name in (b"one", b"two"):
+        fh, _ = await fs.create(ROOT_INODE, name, 0o644, os.O_WRONLY, 0, 0)
+        handles.append(fh)
+    most = 0
+    for i in range(3):
+        for fh in handles:
+            await fs.write(fh, i * RECORD, bytes([65 + i]) * RECORD)
+            assert budget.used <= budget.limit
+            most = max(most, budget.used)
+    assert most == budget.limit  # writes were kept up to the budget, and not beyond
+    assert len(staging_writes) == 5  # the rest went to disk (each file's run first)
+    for fh in handles:
+        await fs.flush(fh)
+        await fs.release(fh)
+    assert budget.used == 0
+    await fs.drain()
+    for name in ("one", "two"):
+        assert await core.read_file(f"/{name}") == b"A" * RECORD + b"B" * RECORD + b"C" * RECORD
+
+
+async def test_a_run_that_cannot_be_written_stays_in_memory_and_close_reports_it(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = core.fs
+    real = staging._pwrite_all
+
+    def disk_full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "the cache disk is full (test)")
+
+    fh, _ = await fs.create(ROOT_INODE, b"kept", 0o644, os.O_WRONLY, 0, 0)
+    await fs.write(fh, 0, b"acknowledged")
+    monkeypatch.setattr(staging, "_pwrite_all", disk_full)
+    with pytest.raises(OSError) as raised:
+        await fs.flush(fh)
+    assert raised.value.errno == errno.ENOSPC
+    assert await fs.writeback.journal.rows() == []  # not journalled without its bytes
+    monkeypatch.setattr(staging, "_pwrite_all", real)
+    await fs.flush(fh)  # there is room again
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/kept") == b"acknowledged"
