@@ -27,7 +27,8 @@ which close() and fsync wait for). `tar` writes in 10 KiB records, and each writ
 to a worker thread. A failed write of the run (a full disk) keeps it in memory: the caller
 hears of the failure, and nothing acknowledged is lost. Writes of the staging file (the run,
 a direct write, a truncation, a block filled from the base) take ``_io`` so that they land
-in the order they were made.
+in the order they were made. A new staging file is made in the same trip to a worker thread
+as the first bytes written out: a new file costs no trip of its own at create().
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class StagedFile:
         self.filled = bytearray(row.filled)
         self.generation = 0
         self.fd = -1
+        self._to_create = False  # the staging file is made with the first bytes written out
         self._budget = budget
         # Written bytes not in the staging file yet: one run starting at ``_pending_at``.
         self._pending = bytearray()
@@ -83,19 +85,37 @@ class StagedFile:
         return self.row.size
 
     async def open(self, *, create: bool) -> None:
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        self.fd = await trio.to_thread.run_sync(os.open, self.row.staging, flags, 0o600)
+        """Open the staging file; a new one is made later, in the same trip to a worker
+        thread as the first bytes written out (``write_pending``) or by ``make``."""
+        if create:
+            self._to_create = True
+        else:
+            self.fd = await trio.to_thread.run_sync(os.open, self.row.staging, os.O_RDWR)
+
+    async def make(self) -> None:
+        """Make the new staging file now (a file created with a size)."""
+        async with self._io:
+            await self._write_pending_locked()
+
+    def _made(self) -> int:
+        """In a worker thread, under ``_io``: the staging file's descriptor, made if new."""
+        if self._to_create:
+            self.fd = _create_file(self.row.staging)
+            self._to_create = False
+        return self.fd
 
     async def close(self) -> None:
         """Done with: the content is on B2 (an upload wrote out the run kept in memory
         first) or not wanted any more (removed), so a run still kept is dropped."""
-        if self._pending:
-            assert self._budget is not None
-            self._budget.used -= len(self._pending)
-            self._pending = bytearray()
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            await trio.to_thread.run_sync(os.close, fd)
+        async with self._io:
+            if self._pending:
+                assert self._budget is not None
+                self._budget.used -= len(self._pending)
+                self._pending = bytearray()
+            self._to_create = False
+            if self.fd >= 0:
+                fd, self.fd = self.fd, -1
+                await trio.to_thread.run_sync(os.close, fd)
 
     # -- written bytes kept in memory ------------------------------------------------------
 
@@ -118,18 +138,24 @@ class StagedFile:
         )
 
     async def write_pending(self) -> None:
-        """Put the written bytes kept in memory into the staging file (close and fsync wait
-        for this before the journal records the file)."""
-        if self._pending:
+        """Put the written bytes kept in memory into the staging file, made if new (close
+        and fsync wait for this before the journal records the file)."""
+        if self._pending or self._to_create:
             async with self._io:
                 await self._write_pending_locked()
 
     async def _write_pending_locked(self) -> None:
         if not self._pending:
+            if self._to_create:
+                await trio.to_thread.run_sync(self._made)
             return
         # A copy: writes that arrive meanwhile extend the run, and leave it until written.
         data, at = bytes(self._pending), self._pending_at
-        await trio.to_thread.run_sync(_pwrite_all, self.fd, data, at)
+
+        def write_out() -> None:
+            _pwrite_all(self._made(), data, at)
+
+        await trio.to_thread.run_sync(write_out)
         del self._pending[: len(data)]
         self._pending_at += len(data)
         assert self._budget is not None
@@ -264,6 +290,10 @@ class StagedFile:
 
     async def fill_all(self) -> None:
         await self.fill_range(0, self.row.base_limit)
+
+
+def _create_file(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def _pwrite_all(fd: int, data: BlockData, offset: int) -> None:

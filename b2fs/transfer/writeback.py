@@ -387,6 +387,7 @@ class WriteBack:
         await entry.file.open(create=True)
         if size:
             try:
+                await entry.file.make()
                 await trio.to_thread.run_sync(os.ftruncate, entry.file.fd, size)
             except BaseException:  # a full cache disk, say: nothing of this entry stays behind
                 with trio.CancelScope(shield=True):

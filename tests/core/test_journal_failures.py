@@ -15,8 +15,8 @@ import pytest
 import trio
 
 from b2fs.fs.inodes import ROOT_INODE
+from b2fs.transfer import staging
 from b2fs.transfer.journal import JournalRow
-from b2fs.transfer.staging import StagedFile
 from core.conftest import Core
 
 
@@ -98,20 +98,27 @@ async def test_a_file_removed_before_its_first_close_never_touches_the_journal(
     assert core.calls("b2_upload_file") == 0
 
 
-async def test_a_create_whose_staging_file_cannot_be_made_leaves_nothing_behind(
+async def test_a_staging_file_that_cannot_be_made_fails_the_close_and_journals_nothing(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writeback = core.fs.writeback
-
-    async def no_room(*_: object, **__: object) -> None:
-        _disk_full()
-
-    monkeypatch.setattr(StagedFile, "open", no_room)
+    """A new file's staging file is made with its first bytes written out (at its first
+    close, for a small file): that close reports the failure; nothing is journalled."""
+    fs, writeback = core.fs, core.fs.writeback
+    real = staging._create_file
+    monkeypatch.setattr(staging, "_create_file", _disk_full)
+    fh, _ = await fs.create(ROOT_INODE, b"g", 0o644, os.O_WRONLY, 0, 0)
+    await fs.write(fh, 0, b"kept in memory")
     with pytest.raises(OSError) as raised:
-        await core.fs.create(ROOT_INODE, b"g", 0o644, os.O_WRONLY, 0, 0)
+        await fs.flush(fh)
     assert raised.value.errno == errno.ENOSPC
     assert list(writeback.staging_dir.iterdir()) == []
-    assert writeback.entries == {}
+    assert await writeback.journal.rows() == []
+    monkeypatch.setattr(staging, "_create_file", real)
+    await fs.flush(fh)  # there is room again
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/g") == b"kept in memory"
+    assert list(writeback.staging_dir.iterdir()) == []
 
 
 async def test_a_finished_upload_the_journal_cannot_record_is_recorded_later(

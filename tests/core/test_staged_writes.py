@@ -2,7 +2,7 @@
 
 What a user relies on: `tar` writes in 10 KiB records, and each write was a trip to a worker
 thread; now a run of small writes reaches the staging file in one write, before close()
-returns. Every byte a write acknowledged is read back, in the order the writes were made,
+returns, in the same trip to a worker thread that makes a new staging file. Every byte a write acknowledged is read back, in the order the writes were made,
 survives a full disk, and the memory this takes stays within its budget.
 """
 
@@ -43,6 +43,7 @@ async def test_a_run_of_small_writes_reaches_the_staging_file_in_one_write_befor
     for i, record in enumerate(records):
         assert await fs.write(fh, i * RECORD, record) == RECORD
     assert staging_writes == []
+    assert list(fs.writeback.staging_dir.iterdir()) == []  # made with the first bytes out
     await fs.flush(fh)  # close() returns with the bytes in the staging file and journalled
     assert staging_writes == [(0, 10 * RECORD)]
     staged = fs.writeback.by_name[(core.bucket.id, "archive.py")]
