@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 
 from b2fs.fs.inodes import ROOT_INODE
 from b2fs.transfer import staging
-from b2fs.transfer.journal import JournalRow
+from b2fs.transfer.journal import Journal, JournalRow
 from core.conftest import Core
 
 
@@ -28,8 +29,25 @@ async def _raise_disk_full(*args: object) -> None:
     _disk_full(*args)
 
 
+async def _fails_while_the_journal_cannot_insert(
+    journal: Journal, step: Callable[[], Awaitable[object]]
+) -> None:
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(journal, "insert", _raise_disk_full)
+        with pytest.raises(OSError) as raised:
+            await step()
+        assert raised.value.errno == errno.ENOSPC
+
+
+async def _closed_uploaded_and_forgotten(core: Core, fh: int, path: str, content: bytes) -> None:
+    await core.fs.release(fh)
+    await core.fs.drain()
+    assert await core.read_file(path) == content
+    assert await core.fs.writeback.journal.rows() == []
+
+
 async def test_a_change_that_could_not_be_journalled_is_journalled_by_the_next_flush(
-    core: Core, monkeypatch: pytest.MonkeyPatch
+    core: Core,
 ) -> None:
     fs, journal = core.fs, core.fs.writeback.journal
     fh, _ = await fs.create(ROOT_INODE, b"f", 0o644, os.O_RDWR, 0, 0)
@@ -37,22 +55,15 @@ async def test_a_change_that_could_not_be_journalled_is_journalled_by_the_next_f
     await fs.fsync(fh)  # on B2 and clean, still open
     assert await journal.rows() == []
 
-    with monkeypatch.context() as patched:
-        patched.setattr(journal, "insert", _raise_disk_full)
-        with pytest.raises(OSError) as raised:
-            await fs.write(fh, 2, b"v2")
-        assert raised.value.errno == errno.ENOSPC
+    await _fails_while_the_journal_cannot_insert(journal, lambda: fs.write(fh, 2, b"v2"))
     await fs.write(fh, 2, b"v2")  # there is room again
     await fs.flush(fh)
     assert [(r.name, r.state, r.size) for r in await journal.rows()] == [("f", "pending", 4)]
-    await fs.release(fh)
-    await fs.drain()
-    assert await core.read_file("/f") == b"v1v2"
-    assert await journal.rows() == []
+    await _closed_uploaded_and_forgotten(core, fh, "/f", b"v1v2")
 
 
 async def test_a_new_file_is_journalled_at_its_first_close_and_a_failure_there_is_reported(
-    core: Core, monkeypatch: pytest.MonkeyPatch
+    core: Core,
 ) -> None:
     """A new file's row is written when it is first closed, not when it is created (until
     then a restart has nothing to upload: a file never closed is dropped anyway)."""
@@ -61,17 +72,10 @@ async def test_a_new_file_is_journalled_at_its_first_close_and_a_failure_there_i
     await fs.write(fh, 0, b"content")
     assert await journal.rows() == []
 
-    with monkeypatch.context() as patched:
-        patched.setattr(journal, "insert", _raise_disk_full)
-        with pytest.raises(OSError) as raised:
-            await fs.flush(fh)
-        assert raised.value.errno == errno.ENOSPC
+    await _fails_while_the_journal_cannot_insert(journal, lambda: fs.flush(fh))
     await fs.flush(fh)  # there is room again: close() returns with the file journalled
     assert [(r.name, r.state, r.size) for r in await journal.rows()] == [("new", "pending", 7)]
-    await fs.release(fh)
-    await fs.drain()
-    assert await core.read_file("/new") == b"content"
-    assert await journal.rows() == []
+    await _closed_uploaded_and_forgotten(core, fh, "/new", b"content")
 
 
 async def test_a_file_removed_before_its_first_close_never_touches_the_journal(
@@ -115,9 +119,7 @@ async def test_a_staging_file_that_cannot_be_made_fails_the_close_and_journals_n
     assert await writeback.journal.rows() == []
     monkeypatch.setattr(staging, "_create_file", real)
     await fs.flush(fh)  # there is room again
-    await fs.release(fh)
-    await fs.drain()
-    assert await core.read_file("/g") == b"kept in memory"
+    await _closed_uploaded_and_forgotten(core, fh, "/g", b"kept in memory")
     assert list(writeback.staging_dir.iterdir()) == []
 
 
