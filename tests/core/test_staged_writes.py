@@ -2,8 +2,9 @@
 
 What a user relies on: `tar` writes in 10 KiB records, and each write was a trip to a worker
 thread; now a run of small writes reaches the staging file in one write, before close()
-returns, in the same trip to a worker thread that makes a new staging file. Every byte a write acknowledged is read back, in the order the writes were made,
-survives a full disk, and the memory this takes stays within its budget.
+returns, in the same trip to a worker thread that makes a new staging file. Every byte a
+write acknowledged is read back, in the order the writes were made, survives a full disk,
+and the memory this takes stays within its budget.
 """
 
 from __future__ import annotations
