@@ -147,6 +147,9 @@ class Entry:
     # Dirty with no row for it in the journal: a new file until its first flush, or a change
     # whose journalling failed (a full cache disk). The next flush writes the row.
     needs_row: bool = False
+    # Set while a new row for the entry is being inserted: until it is in, ``needs_row``
+    # does not say whether the journal will hold one (``_row_settled``).
+    inserting: trio.Event | None = None
     sent: int = 0  # bytes a one-piece upload in flight has sent so far (progress, for status)
 
     @property
@@ -431,12 +434,16 @@ class WriteBack:
         so close() reports the failure instead of returning with the changes unjournalled."""
         old_id = entry.row.id
         entry.row.id = 0
+        entry.inserting = inserted = trio.Event()
         try:
             await self.journal.insert(entry.row)
         except BaseException:
             entry.row.id = old_id
             entry.needs_row = True
             raise
+        finally:
+            entry.inserting = None
+            inserted.set()
         entry.needs_row = False
         self.entries.pop(old_id, None)
         self.entries[entry.row.id] = entry
@@ -555,8 +562,16 @@ class WriteBack:
             entry.row.filled = entry.file.snapshot_filled()
             await self._save_row(entry)
 
+    async def _row_settled(self, entry: Entry) -> None:
+        """Wait while a new row for the entry is being inserted: a flush and a large upload
+        starting at once must not both insert one (a second row would outlive the entry and
+        be uploaded again at the next mount), nor a removal miss the row it should delete."""
+        while entry.inserting is not None:
+            await entry.inserting.wait()
+
     async def _save_row(self, entry: Entry) -> None:
         """Write the entry's row as it is now: a new row if it has none (``needs_row``)."""
+        await self._row_settled(entry)
         if entry.needs_row:
             await self._new_row(entry)
         else:
@@ -859,6 +874,7 @@ class WriteBack:
         entry.row.large_info = None
         if large_file_id is not None:
             await self._cancel_large(large_file_id)
+        await self._row_settled(entry)
         if entry.dirty and not entry.needs_row:
             await self.journal.update(entry.row)
 
@@ -890,6 +906,7 @@ class WriteBack:
         """Delete the entry's row, done with. If the journal cannot be written (a full cache
         disk), keep trying in the background: the entry is clean in memory already, and
         failing here would fail an unlink, or end the mount after a successful upload."""
+        await self._row_settled(entry)
         if entry.needs_row:
             return  # none was written (a new file removed before its first flush, say)
         row = entry.row

@@ -3,7 +3,8 @@
 A change that could not be journalled fails with ENOSPC and is journalled by the next flush,
 so close() never returns for data a restart would not upload (a new file is journalled at its
 first close); a failed create leaves nothing behind; a journal that cannot record a finished
-upload neither loses it nor stops the mount.
+upload neither loses it nor stops the mount; a new file gets one row however many flushes ask
+for it at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.testing
 
 from b2fs.fs.inodes import ROOT_INODE
 from b2fs.transfer import staging
@@ -147,3 +149,29 @@ async def test_a_finished_upload_the_journal_cannot_record_is_recorded_later(
             await trio.sleep(0.05)
             rows = await journal.rows()
     assert await core.read_file("/h") == b"data"
+
+
+async def test_a_new_files_row_is_written_once_when_two_flushes_ask_for_it_at_once(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() and fsync() (or a large upload starting) at the same moment: the second waits
+    for the first one's row rather than insert another, which would outlive the upload and
+    send the file again at the next mount."""
+    fs, journal = core.fs, core.fs.writeback.journal
+    real_insert = journal.insert
+    inserts = 0
+
+    async def insert_once_the_other_flush_waits(row: JournalRow) -> int:
+        nonlocal inserts
+        inserts += 1
+        await trio.testing.wait_all_tasks_blocked()  # the other flush has come meanwhile
+        return await real_insert(row)
+
+    monkeypatch.setattr(journal, "insert", insert_once_the_other_flush_waits)
+    fh, _ = await fs.create(ROOT_INODE, b"both", 0o644, os.O_WRONLY, 0, 0)
+    await fs.write(fh, 0, b"closed and synced")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fs.flush, fh)
+        nursery.start_soon(fs.fsync, fh)
+    assert inserts == 1
+    await _closed_uploaded_and_forgotten(core, fh, "/both", b"closed and synced")
