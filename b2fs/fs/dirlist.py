@@ -275,8 +275,8 @@ class DirectoryLister:
                     concurrency=self.concurrency,
                     budget=SUBTREE_PAGES * SUBTREE_PAGE,
                     covered=covered,
+                    asking=self._count_list_call,  # a failed walk's calls count too
                 )
-                self.list_calls += found.calls
                 if found.covered_to is not None:
                     self._too_big(directory)
         except Exception as exc:  # the folders not applied are listed on their own
@@ -293,6 +293,9 @@ class DirectoryLister:
             walk.end()
             if self.walks.get(directory) is walk:
                 del self.walks[directory]
+
+    def _count_list_call(self) -> None:
+        self.list_calls += 1
 
     def _too_big(self, directory: Inode) -> None:
         node: Inode | None = directory

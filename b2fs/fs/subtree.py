@@ -74,6 +74,10 @@ def _ignore(rows: list[RemoteFile], start: str, end: str | None) -> None:
     pass
 
 
+def _not_counted() -> None:
+    pass
+
+
 async def list_subtree(
     store: ObjectStore,
     bucket_id: str,
@@ -83,13 +87,17 @@ async def list_subtree(
     concurrency: int,
     budget: int,
     covered: Covered = _ignore,
+    asking: Callable[[], None] = _not_counted,
 ) -> SubtreeNames:
     """Every visible name under ``prefix`` (no folder rows), or as many as ``budget`` allows.
 
     ``subfolders`` are the keys (ending in "/") of folders directly under ``prefix``, in
     order: the places where the names may be cut into ranges. ``covered`` is told the names
     as they come (see :data:`Covered`), the probe's first; never a range not finished.
+    ``asking`` is called before each list call, so that calls are counted even if the
+    listing fails (``SubtreeNames.calls`` only comes back from one that did not).
     """
+    asking()
     rows, after = await store.list_names_page(bucket_id, prefix, None, min(PROBE, budget))
     covered(rows, prefix, after)
     if after is None:
@@ -105,6 +113,7 @@ async def list_subtree(
         count = min(MAX_PAGE, math.ceil(part.expected * _MARGIN) + 5)
         while cursor is not None:
             calls[0] += 1  # counted when asked: a call cut short by the budget was still made
+            asking()
             page, cursor = await store.list_names_page(bucket_id, prefix, cursor, count)
             for row in page:
                 if part.end is not None and row.name >= part.end:

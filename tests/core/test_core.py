@@ -638,6 +638,7 @@ async def test_a_recursive_walk_whose_ranges_fail_lists_the_rest_folder_by_folde
     monkeypatch.setattr(store, "list_names_page", refuse_ranges)
     top = await core.ino("fail")
     before = core.calls("b2_list_file_names")
+    counted_before = core.fs.lister.list_calls
     with trio.fail_after(30):  # a guard against a readdir left waiting on the failed walk
         assert sorted(await walk(core, top)) == sorted(expected)
     assert refused > 0
@@ -646,6 +647,8 @@ async def test_a_recursive_walk_whose_ranges_fail_lists_the_rest_folder_by_folde
     assert [r.levelno for r in failed] == [logging.WARNING], failed
     # fail/ itself, the probe (2 folders and part of a third), then each other folder alone
     assert core.calls("b2_list_file_names") - before == 1 + 1 + 10
+    # The mount's own count (status) has them all, the refused ones of the failed walk too.
+    assert core.fs.lister.list_calls - counted_before == 1 + 1 + 10 + refused
 
 
 async def test_a_subtree_too_big_for_one_listing_falls_back_to_folders(
