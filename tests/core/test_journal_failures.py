@@ -122,7 +122,6 @@ async def test_a_staging_file_that_cannot_be_made_fails_the_close_and_journals_n
     monkeypatch.setattr(staging, "_create_file", real)
     await fs.flush(fh)  # there is room again
     await _closed_uploaded_and_forgotten(core, fh, "/g", b"kept in memory")
-    assert list(writeback.staging_dir.iterdir()) == []
 
 
 async def test_a_finished_upload_the_journal_cannot_record_is_recorded_later(
