@@ -118,12 +118,15 @@ class _Change:
 
 
 def _disk_error(exc: BaseException, path: Path) -> BaseException:
-    """SQLite's "database or disk is full" as the ENOSPC every other cache write gives."""
+    """SQLite's "database or disk is full" as the ENOSPC every other cache write gives (caused
+    by SQLite's error); any other error as it is."""
     if (
         isinstance(exc, sqlite3.OperationalError)
         and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
     ):
-        return OSError(errno.ENOSPC, f"the cache disk is full ({path})")
+        full = OSError(errno.ENOSPC, f"the cache disk is full ({path})")
+        full.__cause__ = exc
+        return full
     return exc
 
 
@@ -140,7 +143,7 @@ class Journal:
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         except sqlite3.OperationalError as exc:
-            raise _disk_error(exc, self.path) from exc
+            raise _disk_error(exc, self.path)  # noqa: B904 (the cause is set there)
 
     async def _change(self, apply: Callable[[], Any]) -> Any:
         """Commit ``apply`` (a change made on the connection) with whatever other changes

@@ -8,9 +8,11 @@ change that fails fails alone.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 
+import pytest
 import trio
 
 from b2fs.transfer.journal import Journal, JournalRow
@@ -114,4 +116,37 @@ async def test_a_change_asked_for_is_committed_even_if_its_caller_is_cancelled(
         await trio.lowlevel.checkpoint()
     assert scope.cancelled_caught
     assert [row.name for row in await journal.rows()] == ["kept"]
+    await journal.close()
+
+
+async def test_a_full_disk_in_a_group_is_an_enospc_for_that_change_caused_by_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal, _ = await _open(tmp_path / "journal.sqlite")
+    real = journal._insert
+
+    def full_for_one(row: JournalRow) -> int:
+        if row.name == "full":
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise error
+        return real(row)
+
+    monkeypatch.setattr(journal, "_insert", full_for_one)
+    outcomes: dict[str, object] = {}
+
+    async def insert(row: JournalRow) -> None:
+        try:
+            outcomes[row.name] = await journal.insert(row)
+        except OSError as exc:
+            outcomes[row.name] = exc
+
+    async with trio.open_nursery() as nursery:
+        for name in ("first", "a", "full", "b"):
+            nursery.start_soon(insert, _row(name))
+    full = outcomes.pop("full")
+    assert isinstance(full, OSError) and full.errno == errno.ENOSPC
+    assert isinstance(full.__cause__, sqlite3.OperationalError)
+    assert sorted(outcomes) == ["a", "b", "first"]
+    assert sorted(row.name for row in await journal.rows()) == ["a", "b", "first"]
     await journal.close()
