@@ -49,7 +49,6 @@ _RANGE = 200  # names a range is cut for at least (fewer, bigger ranges for smal
 class SubtreeNames:
     rows: list[RemoteFile]  # in name order
     covered_to: str | None  # None: every name came; else the first name not covered
-    calls: int  # list calls made (those cut short by the budget included)
 
 
 @dataclass
@@ -94,25 +93,23 @@ async def list_subtree(
     ``subfolders`` are the keys (ending in "/") of folders directly under ``prefix``, in
     order: the places where the names may be cut into ranges. ``covered`` is told the names
     as they come (see :data:`Covered`), the probe's first; never a range not finished.
-    ``asking`` is called before each list call, so that calls are counted even if the
-    listing fails (``SubtreeNames.calls`` only comes back from one that did not).
+    ``asking`` is called before each list call (those cut short by the budget included), so
+    that the caller counts them even if the listing fails.
     """
     asking()
     rows, after = await store.list_names_page(bucket_id, prefix, None, min(PROBE, budget))
     covered(rows, prefix, after)
     if after is None:
-        return SubtreeNames(rows, None, 1)
+        return SubtreeNames(rows, None)
     if len(rows) >= budget:
-        return SubtreeNames(rows, after, 1)
+        return SubtreeNames(rows, after)
     ranges = _split(rows, after, prefix, subfolders, concurrency)
-    calls = [1]
     counted = [len(rows)]
 
     async def fetch(part: _Range) -> None:
         cursor: str | None = part.start
         count = min(MAX_PAGE, math.ceil(part.expected * _MARGIN) + 5)
         while cursor is not None:
-            calls[0] += 1  # counted when asked: a call cut short by the budget was still made
             asking()
             page, cursor = await store.list_names_page(bucket_id, prefix, cursor, count)
             for row in page:
@@ -141,7 +138,7 @@ async def list_subtree(
             covered_to = part.start
             break
         rows += part.rows
-    return SubtreeNames(rows, covered_to, calls[0])
+    return SubtreeNames(rows, covered_to)
 
 
 def _split(
