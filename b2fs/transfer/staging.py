@@ -74,7 +74,7 @@ class StagedFile:
         # Written bytes not in the staging file yet: one run starting at ``_pending_at``.
         self._pending = bytearray()
         self._pending_at = 0
-        self._io_lock: trio.Lock | None = None  # made on first use (most files never need it)
+        self._io = trio.Lock()  # every write of the staging file, in the order made
 
     @property
     def path(self) -> Path:
@@ -118,12 +118,6 @@ class StagedFile:
                 await trio.to_thread.run_sync(os.close, fd)
 
     # -- written bytes kept in memory ------------------------------------------------------
-
-    @property
-    def _io(self) -> trio.Lock:
-        if self._io_lock is None:
-            self._io_lock = trio.Lock()
-        return self._io_lock
 
     def _keeps(self, offset: int, length: int) -> bool:
         """Whether a write of ``length`` bytes at ``offset`` joins the run kept in memory."""
