@@ -217,16 +217,27 @@ class BlockCache:
 
         await self._admit(key, len(data), put)
 
-    async def adopt_file(self, file_id: str, index: int, source: Path, length: int) -> bool:
+    async def adopt_file(
+        self,
+        file_id: str,
+        index: int,
+        source: Path,
+        length: int,
+        first: Callable[[], None] | None = None,
+    ) -> bool:
         """Add a whole block that a file holds already, moving the file in rather than
         copying it (the staging file of an uploaded one-block file: creating and deleting a
         file per small file made ext4's inode allocator the largest CPU cost of copying many
-        small files). False if it was not moved: the caller still owns ``source``."""
+        small files). False if it was not moved: the caller still owns ``source``. ``first``
+        is called in the worker thread before the move, if the cache gets that far (the
+        caller's own work for that file, done in the same trip)."""
         key = (file_id, index)
         if key in self._lru or length > self.capacity:
             return False
 
         def put(path: Path, new_file_id: str | None) -> bool:
+            if first is not None:
+                first()
             if os.stat(source).st_size != length:
                 return False  # holes at its end, say: not the block as it is
             path.parent.mkdir(exist_ok=True)

@@ -1002,15 +1002,22 @@ class WriteBack:
             del self.by_name[entry.key]
         if self.listener is not None:
             self.listener.released(entry)
-        await entry.file.close()
+        close_staging = await entry.file.detach()
         staging = Path(entry.row.staging)
         if not (
             move_in
             and uploaded is not None
             and uploaded.file_id
-            and await cache.adopt_file(uploaded.file_id, 0, staging, entry.file.size)
+            and await cache.adopt_file(
+                uploaded.file_id, 0, staging, entry.file.size, first=close_staging
+            )
         ):
-            await trio.to_thread.run_sync(lambda: staging.unlink(missing_ok=True))
+
+            def remove() -> None:
+                close_staging()  # (if the cache did not, having declined before its trip)
+                staging.unlink(missing_ok=True)
+
+            await trio.to_thread.run_sync(remove)
         self._changed.set()
 
     async def _adopt_into_cache(self, entry: Entry, file_id: str) -> None:
