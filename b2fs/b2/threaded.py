@@ -341,19 +341,25 @@ class StopSignal:
     """Tells a transfer's thread to stop (:func:`run_stoppable`): at its next chunk, and at
     once while it is blocked on a connection it registered (:func:`_abortable`), by shutting
     that connection down. An upload whose body the kernel has already taken from the thread
-    would otherwise go on reaching B2, and be stored, after its caller gave it up."""
+    would otherwise go on reaching B2, and be stored, after its caller gave it up.
+
+    Also how the caller hears that the thread is done once it has stopped waiting for it
+    (``finish``/``wait_finished``): a transfer that ends normally costs no second wake-up of
+    the event loop (one per transfer, hundreds a second with small files)."""
 
     def __init__(self) -> None:
-        self._set = threading.Event()
+        self._set = False  # read without the lock: a bool is read whole
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
+        self._finished = False
+        self._waiter: tuple[trio.lowlevel.TrioToken, trio.Event] | None = None
 
     def is_set(self) -> bool:
-        return self._set.is_set()
+        return self._set
 
     def set(self) -> None:
         with self._lock:
-            self._set.set()
+            self._set = True
             if self._sock is not None:
                 _shut_down(self._sock)
 
@@ -363,13 +369,32 @@ class StopSignal:
             conn.connect()
         with self._lock:
             self._sock = conn.sock
-            if self._set.is_set():
+            if self._set:
                 _shut_down(conn.sock)
         try:
             yield
         finally:
             with self._lock:
                 self._sock = None
+
+    def finish(self) -> None:
+        """In the worker thread, last: wakes a caller that stopped waiting for the thread."""
+        with self._lock:
+            self._finished = True
+            waiter = self._waiter
+        if waiter is not None:
+            token, finished = waiter
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(finished.set)
+
+    async def wait_finished(self) -> None:
+        """On the trio thread, once the thread's call was abandoned: wait until it is done."""
+        finished = trio.Event()
+        with self._lock:
+            if self._finished:
+                return
+            self._waiter = (trio.lowlevel.current_trio_token(), finished)
+        await finished.wait()
 
 
 def _abortable(
@@ -390,28 +415,21 @@ async def run_stoppable(fn: Callable[..., T], limiter: trio.CapacityLimiter, **k
     the transfer goes on behind the caller's back (an upload never reads its source after its
     attempt was cancelled, and is cut short rather than finished)."""
     stop = StopSignal()
-    finished = trio.Event()
-    result: list[outcome.Outcome[T]] = []
-    token = trio.lowlevel.current_trio_token()
 
-    def work() -> None:
+    def work() -> outcome.Outcome[T]:
         try:
-            result.append(outcome.capture(fn, stop=stop, **kwargs))
+            return outcome.capture(fn, stop=stop, **kwargs)
         finally:
-            # Queued, not waited for: the thread is free at once, and trio runs it before
-            # the thread's own report (one queue, in order), so ``finished`` is set by then.
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(finished.set)
+            stop.finish()
 
     try:
-        await trio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+        result = await trio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
     except trio.Cancelled:
         stop.set()
         with trio.CancelScope(shield=True):
-            await finished.wait()
+            await stop.wait_finished()
         raise
-    await finished.wait()
-    return result[0].unwrap()
+    return result.unwrap()
 
 
 def sha1_mismatch(progress: Progress) -> str | None:
