@@ -112,6 +112,7 @@ class _Change:
     """One change waiting for a group commit, and how it went once its group is done."""
 
     apply: Callable[[], Any]
+    first: Callable[[], None] | None = None  # file I/O the row must follow (its bytes)
     done: bool = False
     value: Any = None
     error: BaseException | None = field(default=None)
@@ -145,11 +146,16 @@ class Journal:
         except sqlite3.OperationalError as exc:
             raise _disk_error(exc, self.path)  # noqa: B904 (the cause is set there)
 
-    async def _change(self, apply: Callable[[], Any]) -> Any:
+    async def _change(
+        self, apply: Callable[[], Any], first: Callable[[], None] | None = None
+    ) -> Any:
         """Commit ``apply`` (a change made on the connection) with whatever other changes
         wait meanwhile; returns what it returned once it is committed. Shielded: a change
-        asked for is committed, and its caller waits for it (a commit takes milliseconds)."""
-        change = _Change(apply)
+        asked for is committed, and its caller waits for it (a commit takes milliseconds).
+        ``first`` runs in the same worker thread before the transaction, and the change is
+        not made if it raises (writing a file's bytes before the row that lists them: one
+        trip instead of two when a new small file is closed)."""
+        change = _Change(apply, first)
         self._waiting.append(change)
         with trio.CancelScope(shield=True):
             while not change.done:
@@ -176,6 +182,15 @@ class Journal:
         """In the worker thread: one transaction for the group; if it fails, each change on
         its own (each caller then hears only of its own failure)."""
         db = self.db
+        for change in group:
+            if change.first is not None:
+                try:
+                    change.first()
+                except Exception as exc:
+                    change.error, change.done = exc, True
+        group = [change for change in group if not change.done]
+        if not group:
+            return
         try:
             db.execute("BEGIN")
             results = [change.apply() for change in group]
@@ -241,9 +256,9 @@ class Journal:
         )
         self.db.execute("COMMIT")
 
-    async def insert(self, row: JournalRow) -> int:
-        """Add a row (its id is assigned); returns the id."""
-        return int(await self._change(lambda: self._insert(row)))
+    async def insert(self, row: JournalRow, first: Callable[[], None] | None = None) -> int:
+        """Add a row (its id is assigned); returns the id. (``first``: see ``_change``.)"""
+        return int(await self._change(lambda: self._insert(row), first))
 
     def _insert(self, row: JournalRow) -> int:
         values = dataclasses.astuple(row)[1:]
@@ -255,8 +270,8 @@ class Journal:
         row.id = int(cursor.lastrowid or 0)
         return row.id
 
-    async def update(self, row: JournalRow) -> None:
-        await self._change(lambda: self._update(row))
+    async def update(self, row: JournalRow, first: Callable[[], None] | None = None) -> None:
+        await self._change(lambda: self._update(row), first)
 
     def _update(self, row: JournalRow) -> None:
         values = dataclasses.astuple(row)

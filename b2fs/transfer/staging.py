@@ -33,7 +33,9 @@ as the first bytes written out: a new file costs no trip of its own at create().
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
@@ -150,17 +152,25 @@ class StagedFile:
             if self._to_create:
                 await trio.to_thread.run_sync(self._made)
             return
-        # A copy: writes that arrive meanwhile extend the run, and leave it until written.
-        data, at = bytes(self._pending), self._pending_at
-
-        def write_out() -> None:
-            _pwrite_all(self._made(), data, at)
-
+        write_out = _WriteOut(self)
         await trio.to_thread.run_sync(write_out)
-        del self._pending[: len(data)]
-        self._pending_at += len(data)
-        assert self._budget is not None
-        self._budget.used -= len(data)
+        write_out.settle()
+
+    @contextlib.asynccontextmanager
+    async def writing_out(self) -> AsyncIterator[Callable[[], None] | None]:
+        """Under the I/O lock: a callable that writes the kept run out (making a new staging
+        file), for the caller to run in a worker thread it goes to anyway, or None if there
+        is nothing to do. What it wrote leaves memory when the block ends; if it was not
+        run, or failed, the run stays kept."""
+        async with self._io:
+            if not self._pending and not self._to_create:
+                yield None
+                return
+            write_out = _WriteOut(self)
+            try:
+                yield write_out
+            finally:
+                write_out.settle()
 
     def snapshot_filled(self) -> bytes:
         """The bitmap as it should be journalled."""
@@ -291,6 +301,32 @@ class StagedFile:
 
     async def fill_all(self) -> None:
         await self.fill_range(0, self.row.base_limit)
+
+
+class _WriteOut:
+    """Writes a staged file's kept run out, in a worker thread, under the file's I/O lock;
+    ``settle`` then (on the trio thread) drops from memory what it wrote."""
+
+    def __init__(self, staged: StagedFile) -> None:
+        self._staged = staged
+        # A copy: writes that arrive meanwhile extend the run, and leave it until written.
+        self._data, self._at = bytes(staged._pending), staged._pending_at
+        self._written = False
+
+    def __call__(self) -> None:
+        fd = self._staged._made()
+        if self._data:
+            _pwrite_all(fd, self._data, self._at)
+        self._written = True
+
+    def settle(self) -> None:
+        if not self._written or not self._data:
+            return
+        staged = self._staged
+        del staged._pending[: len(self._data)]
+        staged._pending_at += len(self._data)
+        assert staged._budget is not None
+        staged._budget.used -= len(self._data)
 
 
 class FdCloser:

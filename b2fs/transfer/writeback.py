@@ -48,7 +48,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -428,7 +428,7 @@ class WriteBack:
             entry.row.state = "open"
             await self._new_row(entry)
 
-    async def _new_row(self, entry: Entry) -> None:
+    async def _new_row(self, entry: Entry, first: Callable[[], None] | None = None) -> None:
         """Journal a dirty entry under a new row. If the journal cannot be written (a full
         cache disk), the entry keeps its old id and ``needs_row``: the next flush tries again,
         so close() reports the failure instead of returning with the changes unjournalled."""
@@ -436,7 +436,7 @@ class WriteBack:
         entry.row.id = 0
         entry.inserting = inserted = trio.Event()
         try:
-            await self.journal.insert(entry.row)
+            await self.journal.insert(entry.row, first)
         except BaseException:
             entry.row.id = old_id
             entry.needs_row = True
@@ -558,9 +558,11 @@ class WriteBack:
 
     async def _persist(self, entry: Entry) -> None:
         if entry.dirty:
-            await entry.file.write_pending()  # the journal must not list bytes not on disk
-            entry.row.filled = entry.file.snapshot_filled()
-            await self._save_row(entry)
+            # The journal must not list bytes not on disk: they are written out first, in
+            # the journal's own trip to its worker thread.
+            async with entry.file.writing_out() as write_out:
+                entry.row.filled = entry.file.snapshot_filled()
+                await self._save_row(entry, first=write_out)
 
     async def _row_settled(self, entry: Entry) -> None:
         """Wait while a new row for the entry is being inserted: a flush and a large upload
@@ -569,13 +571,14 @@ class WriteBack:
         while entry.inserting is not None:
             await entry.inserting.wait()
 
-    async def _save_row(self, entry: Entry) -> None:
-        """Write the entry's row as it is now: a new row if it has none (``needs_row``)."""
+    async def _save_row(self, entry: Entry, first: Callable[[], None] | None = None) -> None:
+        """Write the entry's row as it is now: a new row if it has none (``needs_row``);
+        ``first`` (file I/O the row must follow) runs in the journal's trip, before it."""
         await self._row_settled(entry)
         if entry.needs_row:
-            await self._new_row(entry)
+            await self._new_row(entry, first)
         else:
-            await self.journal.update(entry.row)
+            await self.journal.update(entry.row, first)
 
     async def sync(self, entry: Entry) -> None:
         """Return once B2 holds the entry's current content (fsync); raise if the upload

@@ -150,3 +150,35 @@ async def test_a_full_disk_in_a_group_is_an_enospc_for_that_change_caused_by_sql
     assert sorted(outcomes) == ["a", "b", "first"]
     assert sorted(row.name for row in await journal.rows()) == ["a", "b", "first"]
     await journal.close()
+
+
+async def test_a_change_whose_file_write_fails_is_not_made_and_fails_alone(
+    tmp_path: Path,
+) -> None:
+    """A row goes in with the write of the bytes it lists, run first in the same trip: if
+    that write fails (a full cache disk), the row is not written and only its caller hears
+    of it; the group's other changes are committed, after their own writes."""
+    journal, _ = await _open(tmp_path / "journal.sqlite")
+    written: list[str] = []
+    outcomes: dict[str, object] = {}
+
+    def write_bytes_of(name: str) -> None:
+        if name == "full":
+            raise OSError(errno.ENOSPC, "no room for the bytes (test)")
+        written.append(name)
+
+    async def insert(row: JournalRow) -> None:
+        try:
+            outcomes[row.name] = await journal.insert(row, lambda: write_bytes_of(row.name))
+        except OSError as exc:
+            outcomes[row.name] = exc
+
+    async with trio.open_nursery() as nursery:
+        for name in ("first", "a", "full", "b"):
+            nursery.start_soon(insert, _row(name))
+    full = outcomes.pop("full")
+    assert isinstance(full, OSError) and full.errno == errno.ENOSPC
+    assert sorted(outcomes) == ["a", "b", "first"]
+    assert sorted(written) == ["a", "b", "first"]
+    assert sorted(row.name for row in await journal.rows()) == ["a", "b", "first"]
+    await journal.close()

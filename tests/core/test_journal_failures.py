@@ -160,11 +160,13 @@ async def test_a_new_files_row_is_written_once_when_two_flushes_ask_for_it_at_on
     real_insert = journal.insert
     inserts = 0
 
-    async def insert_once_the_other_flush_waits(row: JournalRow) -> int:
+    async def insert_once_the_other_flush_waits(
+        row: JournalRow, first: Callable[[], None] | None = None
+    ) -> int:
         nonlocal inserts
         inserts += 1
         await trio.testing.wait_all_tasks_blocked()  # the other flush has come meanwhile
-        return await real_insert(row)
+        return await real_insert(row, first)
 
     monkeypatch.setattr(journal, "insert", insert_once_the_other_flush_waits)
     fh, _ = await fs.create(ROOT_INODE, b"both", 0o644, os.O_WRONLY, 0, 0)

@@ -9,8 +9,10 @@ and the memory this takes stays within its budget.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 
 import pytest
 import trio
@@ -20,6 +22,21 @@ from b2fs.transfer import staging
 from core.conftest import Core
 
 RECORD = 10 * 1024
+
+
+@contextlib.contextmanager
+def counting_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The functions sent to worker threads (``trio.to_thread.run_sync``) meanwhile."""
+    trips: list[object] = []
+    real_run_sync = trio.to_thread.run_sync
+
+    async def counted(fn: object, *args: object, **kwargs: object) -> object:
+        trips.append(fn)
+        return await real_run_sync(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trio.to_thread, "run_sync", counted)
+        yield trips
 
 
 @pytest.fixture
@@ -140,16 +157,8 @@ async def test_an_uploaded_small_files_staging_file_is_closed_and_moved_in_one_t
     entry = fs.writeback.by_name[(core.bucket.id, "small")]
     staging_path, fd = entry.file.path, entry.file.fd
     assert os.readlink(f"/proc/self/fd/{fd}") == str(staging_path)
-    trips = []
-    real_run_sync = trio.to_thread.run_sync
-
-    async def counted(fn: object, *args: object, **kwargs: object) -> object:
-        trips.append(fn)
-        return await real_run_sync(fn, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
-    await fs.release(fh)
-    monkeypatch.setattr(trio.to_thread, "run_sync", real_run_sync)
+    with counting_trips(monkeypatch) as trips:
+        await fs.release(fh)
     assert len(trips) == 1
     assert not staging_path.exists()
     uploaded = entry.uploaded
@@ -158,3 +167,24 @@ async def test_an_uploaded_small_files_staging_file_is_closed_and_moved_in_one_t
     with pytest.raises(OSError):  # the staging file's descriptor is closed
         assert os.readlink(f"/proc/self/fd/{fd}") != str(staging_path)
     assert await core.read_file("/small") == data
+
+
+async def test_closing_a_new_small_file_writes_it_out_and_journals_it_in_one_trip(
+    core: Core, monkeypatch: pytest.MonkeyPatch, staging_writes: list[tuple[int, int]]
+) -> None:
+    """close() of a new small file makes its staging file, writes the bytes kept in memory
+    and commits its journal row in one trip to a worker thread (two before: the bytes had
+    their own, and close() waited for both, once per file `cp` or `tar` writes)."""
+    fs = core.fs
+    fh, _ = await fs.create(ROOT_INODE, b"new", 0o644, os.O_WRONLY, 0, 0)
+    await fs.write(fh, 0, b"kept until close")
+    with counting_trips(monkeypatch) as trips:
+        await fs.flush(fh)
+    assert len(trips) == 1
+    assert staging_writes == [(0, 16)]
+    staged = fs.writeback.by_name[(core.bucket.id, "new")]
+    assert staged.file.path.read_bytes() == b"kept until close"
+    assert [row.name for row in await fs.writeback.journal.rows()] == ["new"]
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/new") == b"kept until close"
