@@ -5,8 +5,9 @@ journal row, and its upload state. The filesystem core changes content only thro
 ``write``/``truncate``/``set_meta`` here, which first call ``_modify``: the entry's
 ``version`` is bumped *before* the change, and a one-piece upload in flight is cancelled (and
 awaited), so an upload never sends a mix of two states and a finished upload knows whether
-it is still current. A large upload is not cancelled: its parts track changes themselves
-(``transfer.upload``).
+it is still current. (An attempt still waiting out the write-back delay has read nothing yet:
+a change of metadata leaves it to take the new metadata along.) A large upload is not
+cancelled: its parts track changes themselves (``transfer.upload``).
 
 Lifecycle:
 
@@ -132,6 +133,8 @@ class Entry:
     attempt_done: trio.Event | None = None
     attempt_version: int = -1
     attempt_large: bool = False  # the attempt in flight is a large upload (never cancelled)
+    # The attempt is waiting out the write-back delay: it has read nothing of the entry yet.
+    delaying: bool = False
     rerun: bool = False
     sync_requested: bool = False
     probing: bool = False  # the attempt under way is the probe of a down upload gate
@@ -407,14 +410,21 @@ class WriteBack:
         self._changed.set()
         return entry
 
-    async def _modify(self, entry: Entry, *, let_upload_finish: bool = False) -> None:
+    async def _modify(
+        self, entry: Entry, *, let_upload_finish: bool = False, metadata_only: bool = False
+    ) -> None:
         """Call before any change of content or metadata (see the module docstring). With
         ``let_upload_finish``, a one-piece upload already under way is awaited, not cut off:
-        its outcome is then known (a removal or rename must know whether B2 has the name)."""
+        its outcome is then known (a removal or rename must know whether B2 has the name).
+        A change of metadata only leaves an attempt still waiting out its delay alone: it
+        reads the entry once the delay is over (tar sets times, owner and mode after each
+        close: three attempts cut off and started again per file, before)."""
         entry.version += 1
         # A finished large file no longer holds the content (or not with what comes next):
         # the next attempt uploads it again rather than fix that file's metadata.
         entry.row.finished_file_id = None
+        if metadata_only and entry.delaying:
+            return  # (an attempt exists, so the entry is dirty and has its row)
         # A loop: an attempt that ends as it is cut off may start a rerun (it saw the version
         # move), which must not run while the content changes either.
         while entry.attempt is not None and not entry.attempt_large:
@@ -482,7 +492,7 @@ class WriteBack:
         uid: int | None = None,
         gid: int | None = None,
     ) -> None:
-        await self._modify(entry)
+        await self._modify(entry, metadata_only=True)
         row = entry.row
         row.mtime_ns = row.mtime_ns if mtime_ns is None else mtime_ns
         row.mode = row.mode if mode is None else mode
@@ -666,8 +676,14 @@ class WriteBack:
         with scope:
             try:
                 if self._should_wait(entry):
-                    with trio.move_on_after(self.settings.delay):
-                        await entry.hurry.wait()  # fsync or unmount: go now
+                    entry.delaying = True
+                    try:
+                        with trio.move_on_after(self.settings.delay):
+                            await entry.hurry.wait()  # fsync or unmount: go now
+                    finally:
+                        entry.delaying = False
+                    # What the upload sends: metadata set during the delay included.
+                    version = entry.attempt_version = entry.version
                 entry.attempt_large = self._wants_large(entry)
                 if entry.attempt_large:
                     await self._pass_gate(entry)
