@@ -211,6 +211,9 @@ class WriteBack:
         self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
         self._draining = False
+        # Uploaded entries whose row deletion or release (staging file moved into the block
+        # cache or removed) is under way: drain waits for them too.
+        self._finishing = 0
 
     # -- start and recovery ---------------------------------------------------------------
 
@@ -913,13 +916,24 @@ class WriteBack:
             self.listener.uploaded(entry, result)
         if version == entry.version and not entry.discarded:
             entry.synced_version = version
-            self._mark(entry, dirty=False)
-            await self._delete_row(entry)
-            self._changed.set()
-            log.debug("uploaded %s (%d bytes)", entry.row.name, result.size)
-            await self._maybe_release(entry)
+            with self._finishing_step():
+                self._mark(entry, dirty=False)
+                await self._delete_row(entry)
+                log.debug("uploaded %s (%d bytes)", entry.row.name, result.size)
+                await self._maybe_release(entry)
         else:
             entry.rerun = True
+
+    @contextlib.contextmanager
+    def _finishing_step(self) -> Iterator[None]:
+        """Counts a step that must end before ``drain`` returns (an uploaded entry's row
+        deletion and release), and tells ``drain`` when it has."""
+        self._finishing += 1
+        try:
+            yield
+        finally:
+            self._finishing -= 1
+            self._changed.set()
 
     async def _delete_row(self, entry: Entry) -> None:
         """Delete the entry's row, done with. If the journal cannot be written (a full cache
@@ -1065,7 +1079,8 @@ class WriteBack:
         return list(self._failing)
 
     async def drain(self) -> None:
-        """Return once nothing is waiting for upload (unmount).
+        """Return once nothing is waiting for upload (unmount), and every uploaded entry's
+        row is deleted and its release done (no staging file left behind a clean unmount).
 
         Each change costs O(1) here: with tens of thousands of files waiting, looking at every
         one after each upload would cost more than the uploads. Every pending entry with no
@@ -1075,12 +1090,12 @@ class WriteBack:
         self._draining = True
         for entry in self.entries.values():
             entry.hurry.set()
-        while self._pending:
+        while self._pending or self._finishing:
             for entry in list(self._pending):
                 if entry.attempt is None and entry.writers == 0 and entry.failure is None:
                     self._schedule(entry)
             with trio.move_on_after(DRAIN_SWEEP_SECONDS):
-                while self._pending:
+                while self._pending or self._finishing:
                     changed = self._changed = trio.Event()
                     await changed.wait()
 

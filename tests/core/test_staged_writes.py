@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import trio
+import trio.testing
 
 from b2fs.fs.inodes import ROOT_INODE
 from b2fs.transfer import staging
@@ -188,3 +189,39 @@ async def test_closing_a_new_small_file_writes_it_out_and_journals_it_in_one_tri
     await fs.release(fh)
     await fs.drain()
     assert await core.read_file("/new") == b"kept until close"
+
+
+async def test_drain_returns_once_uploaded_files_are_released(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unmount (drain) waits for what follows an upload too: the journal row deleted and
+    the staging file moved into the block cache. It returned once B2 had the file, and the
+    staging file was then found as a stray at the next start."""
+    fs = core.fs
+    cache = fs.fetcher.cache
+    real_adopt = cache.adopt_file
+    moving = trio.Event()
+    may_move = trio.Event()
+
+    async def held_adopt(*args: object, **kwargs: object) -> bool:
+        moving.set()
+        await may_move.wait()
+        return await real_adopt(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "adopt_file", held_adopt)
+    await core.write_file("/released", b"closed, uploaded, then released")
+    drained = trio.Event()
+
+    async def drain() -> None:
+        await fs.drain()
+        drained.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        await moving.wait()  # uploaded; its release is under way
+        await trio.testing.wait_all_tasks_blocked()
+        assert not drained.is_set()
+        may_move.set()
+    assert list(fs.writeback.staging_dir.iterdir()) == []
+    assert await fs.writeback.journal.rows() == []
+    assert await core.read_file("/released") == b"closed, uploaded, then released"
