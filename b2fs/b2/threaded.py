@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import os
 import queue
 import socket
 import threading
@@ -296,21 +297,37 @@ def post_file(
     hasher = hashlib.sha1()
     sent = 0
     try:
-        with open(path, "rb") as source:
-            source.seek(offset)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
             conn = _connection(origin, timeout)
-            with _abortable(stop, conn):
+            with _buffer() as buffer, _abortable(stop, conn):
                 conn.putrequest("POST", target, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
                 conn.putheader("Content-Length", str(length + (40 if append_sha1 else 0)))
-                conn.endheaders()
-                with _buffer() as buffer:
+                if length <= len(buffer):
+                    # Headers, body and SHA1 in one send: each system call here hands the
+                    # GIL over, and a small file is most of what is uploaded.
+                    view = buffer[:length]
+                    got = _read_at(fd, view, offset)
+                    if got < length:
+                        raise SourceShort(length - got)
+                    if stop is not None and stop.is_set():
+                        raise Stopped()  # nothing sent: B2 stores nothing
+                    hasher.update(view)
+                    digest = hasher.hexdigest()
+                    body = bytes(view) + (digest.encode("ascii") if append_sha1 else b"")
+                    conn.endheaders(message_body=body)
+                    sent = len(body)
+                    if progress is not None:
+                        progress(sent)
+                else:
+                    conn.endheaders()
                     left = length
                     while left > 0:
                         if stop is not None and stop.is_set():
                             raise Stopped()  # the request is cut short: B2 stores nothing
-                        n = source.readinto(buffer[: min(left, len(buffer))])
+                        n = _read_at(fd, buffer[: min(left, len(buffer))], offset + sent)
                         if not n:
                             raise SourceShort(left)
                         view = buffer[:n]
@@ -320,21 +337,34 @@ def post_file(
                         sent += n
                         if progress is not None:
                             progress(sent)
-                digest = hasher.hexdigest()
-                if append_sha1:
-                    conn.send(digest.encode("ascii"))
-                    sent += 40
+                    digest = hasher.hexdigest()
+                    if append_sha1:
+                        conn.send(digest.encode("ascii"))
+                        sent += 40
                 response = conn.getresponse()
                 body = response.read(MAX_ERROR_BODY)
-            if response.will_close or not response.isclosed():
-                _drop(origin)
-            return Posted(response.status, dict(response.getheaders()), body, digest, sent)
+        finally:
+            os.close(fd)
+        if response.will_close or not response.isclosed():
+            _drop(origin)
+        return Posted(response.status, dict(response.getheaders()), body, digest, sent)
     except (OSError, http.client.HTTPException) as exc:
         _drop(origin)
         raise HttpBroken(f"{type(exc).__name__}: {exc}") from None
     except BaseException:
         _drop(origin)
         raise
+
+
+def _read_at(fd: int, view: memoryview, position: int) -> int:
+    """Read into ``view`` from ``position`` until it is full or the file ends; how much."""
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], position + done)
+        if not n:
+            break
+        done += n
+    return done
 
 
 class StopSignal:
