@@ -115,6 +115,7 @@ class BlockCache:
         self._store_failing = False  # the last store failed (warned once until one works)
         self._last_write_error: OSError | None = None
         self._thread_lock = threading.Lock()  # _named and _tmp_counter, shared with threads
+        self._made_dirs: set[Path] = set()  # subdirectories known to exist (one mkdir each)
         # The most recently stored blocks also stay in memory: a reader waiting for a block
         # being fetched, or re-reading what it just read, gets it without a disk read.
         self._hot: LRUCache[BlockKey, BlockData] = LRUCache(maxsize=hot_bytes, getsizeof=len)
@@ -240,7 +241,7 @@ class BlockCache:
                 first()
             if os.stat(source).st_size != length:
                 return False  # holes at its end, say: not the block as it is
-            path.parent.mkdir(exist_ok=True)
+            self._make_parent(path)
             if new_file_id is not None:
                 self._remember_name(new_file_id)
             os.replace(source, path)
@@ -345,7 +346,7 @@ class BlockCache:
     def _write(
         self, path: Path, tmp_name: str, new_file_id: str | None, data: bytes | AlignedBlock
     ) -> None:
-        path.parent.mkdir(exist_ok=True)
+        self._make_parent(path)
         tmp = path.parent / tmp_name
         try:
             _write_block(tmp, data)
@@ -355,6 +356,14 @@ class BlockCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def _make_parent(self, path: Path) -> None:
+        """In a worker thread: make a block's subdirectory, once (a mkdir that fails with
+        EEXIST for every small file stored is a system call and an exception each)."""
+        parent = path.parent
+        if parent not in self._made_dirs:
+            parent.mkdir(exist_ok=True)
+            self._made_dirs.add(parent)
 
     def _remember_name(self, file_id: str) -> None:
         # Appending a short line is atomic enough: a torn last line is skipped when read.
