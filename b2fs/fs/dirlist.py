@@ -305,7 +305,19 @@ class DirectoryLister:
         if node is not None:
             node.subtree_too_big = True
 
-    def _folder(self, top: Inode, prefix: str) -> Inode | None:
+    def apply_listed(
+        self,
+        folder: Inode,
+        listed: dict[str, Listed],
+        marker: RemoteFile | None,
+        asked: float,
+    ) -> None:
+        """Merge a folder's names listed by a walk of its subtree (``_SubtreeApplier``), with
+        the names that exist only here added, as a listing of its own would be."""
+        self._add_local(folder, listed)
+        self._merge(folder, listed, marker, asked)
+
+    def folder_below(self, top: Inode, prefix: str) -> Inode | None:
         """The directory inode of ``prefix`` below ``top`` (its parents already merged)."""
         node = top
         for part in filter(None, prefix[len(top.key) :].split("/")):
@@ -497,11 +509,10 @@ class _SubtreeApplier:
             ):
                 continue  # not all in yet, or its parent is not merged (yet): its inode waits
             listed, marker = self.folders.pop(prefix)
-            folder = self.lister._folder(self.top, prefix)
+            folder = self.lister.folder_below(self.top, prefix)
             if folder is None or self.before.get(folder, folder.generation) != folder.generation:
                 continue  # changed here meanwhile: listed again on its own later
-            self.lister._add_local(folder, listed)
-            self.lister._merge(folder, listed, marker[0], self.asked)
+            self.lister.apply_listed(folder, listed, marker[0], self.asked)
             folder.listed_at = now
             self.applied.add(prefix)
 
