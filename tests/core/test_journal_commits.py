@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,27 @@ def _row(name: str) -> JournalRow:
         part_size=5_000_000,
         created_ms=0,
     )
+
+
+async def _insert_at_once(
+    journal: Journal, names: list[str], write_bytes_of: Callable[[str], None] | None = None
+) -> dict[str, object]:
+    """Insert a row per name, all asked for at once (one group commit): each name's row id,
+    or the OSError its insert raised. ``write_bytes_of(name)``: the file write the row
+    follows (``first``)."""
+    outcomes: dict[str, object] = {}
+
+    async def insert(row: JournalRow) -> None:
+        first = None if write_bytes_of is None else lambda: write_bytes_of(row.name)
+        try:
+            outcomes[row.name] = await journal.insert(row, first)
+        except OSError as exc:
+            outcomes[row.name] = exc
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(insert, _row(name))
+    return outcomes
 
 
 async def _open(path: Path) -> tuple[Journal, list[str]]:
@@ -133,17 +155,7 @@ async def test_a_full_disk_in_a_group_is_an_enospc_for_that_change_caused_by_sql
         return real(row)
 
     monkeypatch.setattr(journal, "_insert", full_for_one)
-    outcomes: dict[str, object] = {}
-
-    async def insert(row: JournalRow) -> None:
-        try:
-            outcomes[row.name] = await journal.insert(row)
-        except OSError as exc:
-            outcomes[row.name] = exc
-
-    async with trio.open_nursery() as nursery:
-        for name in ("first", "a", "full", "b"):
-            nursery.start_soon(insert, _row(name))
+    outcomes = await _insert_at_once(journal, ["first", "a", "full", "b"])
     full = outcomes.pop("full")
     assert isinstance(full, OSError) and full.errno == errno.ENOSPC
     assert isinstance(full.__cause__, sqlite3.OperationalError)
@@ -160,22 +172,13 @@ async def test_a_change_whose_file_write_fails_is_not_made_and_fails_alone(
     of it; the group's other changes are committed, after their own writes."""
     journal, _ = await _open(tmp_path / "journal.sqlite")
     written: list[str] = []
-    outcomes: dict[str, object] = {}
 
     def write_bytes_of(name: str) -> None:
         if name == "full":
             raise OSError(errno.ENOSPC, "no room for the bytes (test)")
         written.append(name)
 
-    async def insert(row: JournalRow) -> None:
-        try:
-            outcomes[row.name] = await journal.insert(row, lambda: write_bytes_of(row.name))
-        except OSError as exc:
-            outcomes[row.name] = exc
-
-    async with trio.open_nursery() as nursery:
-        for name in ("first", "a", "full", "b"):
-            nursery.start_soon(insert, _row(name))
+    outcomes = await _insert_at_once(journal, ["first", "a", "full", "b"], write_bytes_of)
     full = outcomes.pop("full")
     assert isinstance(full, OSError) and full.errno == errno.ENOSPC
     assert sorted(outcomes) == ["a", "b", "first"]
