@@ -22,13 +22,16 @@ worker threads.
 Small writes that continue one another, into a file with no base, are kept in memory (up to
 ``PENDING_PER_FILE`` per file and a :class:`WriteBudget` across all of them) and written to
 the staging file in one piece: when the run is full, before anything reads or changes the
-staging file otherwise, and before the file's journal row is committed (``write_pending``,
-which close() and fsync wait for). `tar` writes in 10 KiB records, and each write was a trip
-to a worker thread. A failed write of the run (a full disk) keeps it in memory: the caller
-hears of the failure, and nothing acknowledged is lost. Writes of the staging file (the run,
-a direct write, a truncation, a block filled from the base) take ``_io`` so that they land
-in the order they were made. A new staging file is made in the same trip to a worker thread
-as the first bytes written out: a new file costs no trip of its own at create().
+staging file otherwise (``write_pending``), and before the file's journal row is committed
+(``writing_out``: close() and fsync have the journal run the write in its own trip to its
+worker thread, right before the transaction). `tar` writes in 10 KiB records, and each write
+was a trip to a worker thread. A failed write of the run (a full disk) keeps it in memory:
+the caller hears of the failure, and nothing acknowledged is lost. Writes of the staging
+file (the run, a direct write, a truncation, a block filled from the base) take ``_io`` so
+that they land in the order they were made. A new staging file is made in the same trip to a
+worker thread as the first bytes written out: a new file costs no trip of its own at
+create(). Closing the staging file can be handed to a trip the caller makes anyway
+(``detach``).
 """
 
 from __future__ import annotations
