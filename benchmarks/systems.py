@@ -4,6 +4,13 @@ Each mount gets a fresh cache directory (cold) and a fresh mount point; every mo
 its undo with the run's :class:`~benchmarks.procs.Janitor` (``fusermount3 -uz`` and the end of
 its daemon, by pid), so nothing stays mounted after a failure or Ctrl-C.
 
+A finished mount's cache directory is set aside in the work directory, removed with it at the
+end of the run, not deleted at once: ext4 without a journal (these machines' disks) allocates
+inodes slowly for about a minute after thousands of files were deleted (its
+``recently_deleted`` check), so deleting one system's cache of small files would slow the
+next measurement that creates files, whichever system it is. With less than
+:data:`SET_ASIDE_MIN_FREE` free on the work directory's file system, caches are deleted at once.
+
 How "durable" is reached differs, and that is part of what is measured:
 
 - b2fs: ``fsync`` of a file waits until it is on B2; ``b2fs unmount`` waits for every pending
@@ -58,6 +65,9 @@ RCLONE_FLAGS = [
 ]
 
 SYSTEMS = ("b2fs", "rclone", "rclone-writes", "limit")
+
+# Below this much free space, a finished mount's cache is deleted at once, not set aside.
+SET_ASIDE_MIN_FREE = 16 * 1024**3
 
 
 def is_mounted(path: Path) -> bool:
@@ -132,6 +142,17 @@ class Mounter:
             "XDG_CACHE_HOME": str(work / "xdg-cache"),
         }
 
+    def _discard(self, cache: Path, mountpoint: Path) -> None:
+        """Remove a finished mount's directories: the cache is set aside (see the module
+        docstring) when there is room; a mount point still mounted is left alone."""
+        set_aside = self.work / "set-aside"
+        if cache.exists() and shutil.disk_usage(self.work).free >= SET_ASIDE_MIN_FREE:
+            set_aside.mkdir(exist_ok=True)
+            cache.rename(set_aside / cache.name)
+        shutil.rmtree(cache, ignore_errors=True)
+        if not is_mounted(mountpoint):
+            shutil.rmtree(mountpoint, ignore_errors=True)
+
     def _fresh_dirs(self, system: str) -> tuple[Path, Path]:
         self._count += 1
         mountpoint = self.work / f"mnt-{self._count}-{system}"
@@ -160,9 +181,7 @@ class Mounter:
             _lazy_unmount(mountpoint)
             if pid is not None:
                 procs.stop_process(pid)
-            shutil.rmtree(cache, ignore_errors=True)
-            if not is_mounted(mountpoint):
-                shutil.rmtree(mountpoint, ignore_errors=True)
+            self._discard(cache, mountpoint)
 
         cleanup = self.janitor.push(f"b2fs mount {mountpoint}", undo)
         t0 = time.perf_counter()
@@ -233,9 +252,7 @@ class Mounter:
             _lazy_unmount(mountpoint)
             procs.stop_process(proc.pid)
             proc.returncode = proc.returncode if proc.returncode is not None else -1
-            shutil.rmtree(cache, ignore_errors=True)
-            if not is_mounted(mountpoint):
-                shutil.rmtree(mountpoint, ignore_errors=True)
+            self._discard(cache, mountpoint)
 
         cleanup = self.janitor.push(f"rclone mount {mountpoint}", undo)
         deadline = time.monotonic() + 60

@@ -162,3 +162,39 @@ def test_the_files_a_workload_copies_in_are_in_the_page_cache_before_it_runs(
         workloads.warm_inputs(ctx, workload)
         for path in paths:
             assert _cached_bytes(path) == path.stat().st_size
+
+
+def test_a_finished_mounts_cache_is_set_aside_until_the_run_ends_unless_space_is_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting thousands of cache files slows the next measurement's file creation on these
+    machines' journal-less ext4, whichever system it is: a finished mount's cache is moved
+    into the work directory (removed with it at the end of the run), unless free space is
+    short, then it is deleted at once. The mount point goes either way."""
+    import shutil
+
+    from benchmarks import systems
+
+    mounter = systems.Mounter.__new__(systems.Mounter)
+    mounter.work = tmp_path
+
+    def finished_mount(name: str) -> tuple[Path, Path]:
+        cache, mountpoint = tmp_path / f"cache-{name}", tmp_path / f"mnt-{name}"
+        (cache / "blocks").mkdir(parents=True)
+        (cache / "blocks" / "b1").write_bytes(b"x" * 100)
+        mountpoint.mkdir()
+        return cache, mountpoint
+
+    real = shutil.disk_usage(tmp_path)
+    room = {"free": systems.SET_ASIDE_MIN_FREE}
+    monkeypatch.setattr(systems.shutil, "disk_usage", lambda path: real._replace(**room))
+    cache, mountpoint = finished_mount("1")
+    mounter._discard(cache, mountpoint)
+    assert not cache.exists() and not mountpoint.exists()
+    assert (tmp_path / "set-aside" / "cache-1" / "blocks" / "b1").read_bytes() == b"x" * 100
+
+    room["free"] = systems.SET_ASIDE_MIN_FREE - 1
+    cache, mountpoint = finished_mount("2")
+    mounter._discard(cache, mountpoint)
+    assert not cache.exists() and not mountpoint.exists()
+    assert not (tmp_path / "set-aside" / "cache-2").exists()
