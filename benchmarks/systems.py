@@ -145,10 +145,11 @@ class Mounter:
     def _discard(self, cache: Path, mountpoint: Path) -> None:
         """Remove a finished mount's directories: the cache is set aside (see the module
         docstring) when there is room; a mount point still mounted is left alone."""
-        set_aside = self.work / "set-aside"
         if cache.exists() and shutil.disk_usage(self.work).free >= SET_ASIDE_MIN_FREE:
+            set_aside = self.work / "set-aside"
             set_aside.mkdir(exist_ok=True)
-            cache.rename(set_aside / cache.name)
+            # A directory of its own: each profile's mounts count from 1 again.
+            cache.rename(Path(tempfile.mkdtemp(prefix=f"{cache.name}-", dir=set_aside)) / "cache")
         shutil.rmtree(cache, ignore_errors=True)
         if not is_mounted(mountpoint):
             shutil.rmtree(mountpoint, ignore_errors=True)
