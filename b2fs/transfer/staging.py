@@ -155,9 +155,21 @@ class StagedFile:
             if self._to_create:
                 await trio.to_thread.run_sync(self._made)
             return
-        write_out = _WriteOut(self)
+        write_out = self._write_out()
         await trio.to_thread.run_sync(write_out)
         write_out.settle()
+
+    def _write_out(self) -> _WriteOut:
+        """The kept run as it is now, for a worker thread to write out (under ``_io``). A
+        copy: writes that arrive meanwhile extend the run, and stay kept until written."""
+        return _WriteOut(bytes(self._pending), self._pending_at, self._made, self._drop_written)
+
+    def _drop_written(self, length: int) -> None:
+        """The first ``length`` bytes of the kept run are in the staging file now."""
+        del self._pending[:length]
+        self._pending_at += length
+        assert self._budget is not None
+        self._budget.used -= length
 
     @contextlib.asynccontextmanager
     async def writing_out(self) -> AsyncIterator[Callable[[], None] | None]:
@@ -169,7 +181,7 @@ class StagedFile:
             if not self._pending and not self._to_create:
                 yield None
                 return
-            write_out = _WriteOut(self)
+            write_out = self._write_out()
             try:
                 yield write_out
             finally:
@@ -307,29 +319,27 @@ class StagedFile:
 
 
 class _WriteOut:
-    """Writes a staged file's kept run out, in a worker thread, under the file's I/O lock;
-    ``settle`` then (on the trio thread) drops from memory what it wrote."""
+    """Writes bytes of a kept run (``StagedFile._write_out``) into the staging file, made
+    first if new, in a worker thread; ``settle`` then, on the trio thread, tells the staged
+    file what was written, if it was."""
 
-    def __init__(self, staged: StagedFile) -> None:
-        self._staged = staged
-        # A copy: writes that arrive meanwhile extend the run, and leave it until written.
-        self._data, self._at = bytes(staged._pending), staged._pending_at
+    def __init__(
+        self, data: bytes, at: int, made: Callable[[], int], written: Callable[[int], None]
+    ) -> None:
+        self._data, self._at = data, at
+        self._made = made  # the staging file's descriptor, made if new
+        self._report = written
         self._written = False
 
     def __call__(self) -> None:
-        fd = self._staged._made()
+        fd = self._made()
         if self._data:
             _pwrite_all(fd, self._data, self._at)
         self._written = True
 
     def settle(self) -> None:
-        if not self._written or not self._data:
-            return
-        staged = self._staged
-        del staged._pending[: len(self._data)]
-        staged._pending_at += len(self._data)
-        assert staged._budget is not None
-        staged._budget.used -= len(self._data)
+        if self._written and self._data:
+            self._report(len(self._data))
 
 
 class FdCloser:
