@@ -6,7 +6,7 @@ its daemon, by pid), so nothing stays mounted after a failure or Ctrl-C.
 
 A finished mount's cache directory is set aside in the work directory, removed with it at the
 end of the run, not deleted at once: ext4 without a journal (these machines' disks) allocates
-inodes slowly for about a minute after thousands of files were deleted (its
+inodes slowly for a minute or more after thousands of files were deleted (its
 ``recently_deleted`` check), so deleting one system's cache of small files would slow the
 next measurement that creates files, whichever system it is. With less than
 :data:`SET_ASIDE_MIN_FREE` free on the work directory's file system, caches are deleted at once.
@@ -147,9 +147,13 @@ class Mounter:
         docstring) when there is room; a mount point still mounted is left alone."""
         if cache.exists() and shutil.disk_usage(self.work).free >= SET_ASIDE_MIN_FREE:
             set_aside = self.work / "set-aside"
-            set_aside.mkdir(exist_ok=True)
-            # A directory of its own: each profile's mounts count from 1 again.
-            cache.rename(Path(tempfile.mkdtemp(prefix=f"{cache.name}-", dir=set_aside)) / "cache")
+            try:
+                set_aside.mkdir(exist_ok=True)
+                # A directory of its own: each profile's mounts count from 1 again.
+                place = Path(tempfile.mkdtemp(prefix=f"{cache.name}-", dir=set_aside))
+                cache.rename(place / "cache")
+            except OSError:
+                pass  # a clean-up must not fail: deleted below instead
         shutil.rmtree(cache, ignore_errors=True)
         if not is_mounted(mountpoint):
             shutil.rmtree(mountpoint, ignore_errors=True)

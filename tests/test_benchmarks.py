@@ -200,3 +200,11 @@ def test_a_finished_mounts_cache_is_set_aside_until_the_run_ends_unless_space_is
     mounter._discard(cache, mountpoint)
     assert not cache.exists() and not mountpoint.exists()
     assert not list((tmp_path / "set-aside").glob("cache-2*"))
+
+    # A cache that cannot be moved aside is deleted: a clean-up never fails the run.
+    room["free"] = systems.SET_ASIDE_MIN_FREE
+    shutil.rmtree(tmp_path / "set-aside")
+    (tmp_path / "set-aside").write_bytes(b"")  # not a directory: moving aside fails
+    cache, mountpoint = finished_mount("3")
+    mounter._discard(cache, mountpoint)
+    assert not cache.exists() and not mountpoint.exists()
