@@ -100,6 +100,7 @@ from b2fs.b2.models import (
     UploadUrl,
     parse_list,
 )
+from b2fs.b2.posting import INLINE_LIMIT, PostingPool
 from b2fs.b2.retry import RetryPolicy, is_retryable
 from b2fs.b2.sources import DEFAULT_CHUNK_SIZE, BytesSource, FileSource, UploadBody, UploadSource
 from b2fs.b2.stats import ClientStats
@@ -241,7 +242,8 @@ class B2Client:
         self._user_agent = user_agent or f"b2fs/{__version__} httpx/{httpx.__version__}"
         self._read_timeout = timeout.read or 60.0
         self._download_threads = trio.CapacityLimiter(max_connections)
-        self._upload_threads = trio.CapacityLimiter(max_connections)
+        self._upload_slots = trio.CapacityLimiter(max_connections)
+        self._posting = PostingPool(self._read_timeout)
         # The threaded bulk path talks HTTP itself: not when a test injects an httpx transport.
         self._threads_allowed = transport is None
         self._transport = Transport(
@@ -318,6 +320,7 @@ class B2Client:
         """Close the connections. The client cannot be used afterwards."""
         self._bucket_pools.clear()
         self._part_pools.clear()
+        await self._posting.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> B2Client:
@@ -991,7 +994,7 @@ class B2Client:
                     leased = LeasedUrl(fetched, trio.current_time())
                 url = leased.url
             if isinstance(source, FileSource) and self._threads_allowed:
-                result, sent_sha1 = await self._upload_file_threaded(
+                result, sent_sha1 = await self._upload_file_range(
                     endpoint, url, {**headers, "User-Agent": self._user_agent}, source, sha1
                 )
                 if leased is not None:
@@ -1021,7 +1024,7 @@ class B2Client:
             attempt, endpoint=endpoint, retryable=_upload_retryable, stats=self.stats
         )
 
-    async def _upload_file_threaded(
+    async def _upload_file_range(
         self,
         endpoint: str,
         url: UploadUrl,
@@ -1029,22 +1032,36 @@ class B2Client:
         source: FileSource,
         sha1: str | None,
     ) -> tuple[dict[str, Any], str]:
-        """One upload attempt of a file range, sent from a worker thread (``threaded.py``)."""
+        """One upload attempt of a file range: sent from the event loop when it is small
+        (``posting.py``), else streamed from a worker thread (``threaded.py``)."""
         self.stats.record_request(endpoint)
         started = time.perf_counter()
+        authorized = {**headers, "Authorization": url.authorization_token}
         try:
-            posted = await threaded.run_stoppable(
-                threaded.post_file,
-                self._upload_threads,
-                url=url.upload_url,
-                headers={**headers, "Authorization": url.authorization_token},
-                path=source.path,
-                offset=source.offset,
-                length=source.size,
-                append_sha1=sha1 is None,
-                progress=source.progress,
-                timeout=self._read_timeout,
-            )
+            if source.size <= INLINE_LIMIT:
+                async with self._upload_slots:
+                    posted = await self._posting.post_file(
+                        url.upload_url,
+                        authorized,
+                        source.path,
+                        source.offset,
+                        source.size,
+                        append_sha1=sha1 is None,
+                        progress=source.progress,
+                    )
+            else:
+                posted = await threaded.run_stoppable(
+                    threaded.post_file,
+                    self._upload_slots,
+                    url=url.upload_url,
+                    headers=authorized,
+                    path=source.path,
+                    offset=source.offset,
+                    length=source.size,
+                    append_sha1=sha1 is None,
+                    progress=source.progress,
+                    timeout=self._read_timeout,
+                )
         except threaded.HttpBroken as broken:
             raise self._transport.connection_error(
                 endpoint, broken, (url.authorization_token,)

@@ -18,8 +18,9 @@ read only up to the promised size).
 
 A :class:`FileSource` may carry a ``progress`` callback: each attempt calls it with 0 when it
 opens the file and then with the bytes read so far, just before they go to the HTTP layer
-(so it runs ahead of the network by at most one chunk). It is called from a worker thread:
-it must only store the number (an assignment is atomic under the GIL).
+(so it runs ahead of the network by at most one chunk). It is called from a worker thread,
+or from the event loop for a small upload (``posting.py``): it must only store the number (an
+assignment is atomic under the GIL).
 """
 
 from __future__ import annotations

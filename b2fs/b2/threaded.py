@@ -309,7 +309,7 @@ def post_file(
                     # Headers, body and SHA1 in one send: each system call here hands the
                     # GIL over, and a small file is most of what is uploaded.
                     view = buffer[:length]
-                    got = _read_at(fd, view, offset)
+                    got = read_at(fd, view, offset)
                     if got < length:
                         raise SourceShort(length - got)
                     if stop is not None and stop.is_set():
@@ -327,7 +327,7 @@ def post_file(
                     while left > 0:
                         if stop is not None and stop.is_set():
                             raise Stopped()  # the request is cut short: B2 stores nothing
-                        n = _read_at(fd, buffer[: min(left, len(buffer))], offset + sent)
+                        n = read_at(fd, buffer[: min(left, len(buffer))], offset + sent)
                         if not n:
                             raise SourceShort(left)
                         view = buffer[:n]
@@ -356,7 +356,7 @@ def post_file(
         raise
 
 
-def _read_at(fd: int, view: memoryview, position: int) -> int:
+def read_at(fd: int, view: memoryview, position: int) -> int:
     """Read into ``view`` from ``position`` until it is full or the file ends; how much."""
     done = 0
     while done < len(view):
