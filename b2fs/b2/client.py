@@ -1036,31 +1036,22 @@ class B2Client:
         (``posting.py``), else streamed from a worker thread (``threaded.py``)."""
         self.stats.record_request(endpoint)
         started = time.perf_counter()
-        authorized = {**headers, "Authorization": url.authorization_token}
+        post = threaded.FilePost(
+            url.upload_url,
+            {**headers, "Authorization": url.authorization_token},
+            source.path,
+            source.offset,
+            source.size,
+            append_sha1=sha1 is None,
+            progress=source.progress,
+        )
         try:
             if source.size <= INLINE_LIMIT:
                 async with self._upload_slots:
-                    posted = await self._posting.post_file(
-                        url.upload_url,
-                        authorized,
-                        source.path,
-                        source.offset,
-                        source.size,
-                        append_sha1=sha1 is None,
-                        progress=source.progress,
-                    )
+                    posted = await self._posting.post_file(post)
             else:
                 posted = await threaded.run_stoppable(
-                    threaded.post_file,
-                    self._upload_slots,
-                    url=url.upload_url,
-                    headers=authorized,
-                    path=source.path,
-                    offset=source.offset,
-                    length=source.size,
-                    append_sha1=sha1 is None,
-                    progress=source.progress,
-                    timeout=self._read_timeout,
+                    threaded.post_file, self._upload_slots, post=post, timeout=self._read_timeout
                 )
         except threaded.HttpBroken as broken:
             raise self._transport.connection_error(

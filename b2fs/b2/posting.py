@@ -28,19 +28,25 @@ import hashlib
 import os
 import socket
 import ssl
-import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import trio
 
-from b2fs.b2.threaded import MAX_ERROR_BODY, HttpBroken, Posted, SourceShort, read_at
+from b2fs.b2.threaded import (
+    MAX_ERROR_BODY,
+    FilePost,
+    HttpBroken,
+    Origin,
+    Posted,
+    SourceShort,
+    read_at,
+    split_url,
+)
 
 INLINE_LIMIT = 256 * 1024  # bodies up to this are read, hashed and sent on the event loop
 MAX_HEAD = 64 * 1024  # status line and headers of an answer
 IDLE_PER_ORIGIN = 64  # keep-alive connections kept per upload host
-
-Origin = tuple[str, str, int]
 
 
 @dataclass(eq=False)
@@ -60,37 +66,24 @@ class PostingPool:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._tls = tls
 
-    async def post_file(
-        self,
-        url: str,
-        headers: Mapping[str, str],
-        path: str,
-        offset: int,
-        length: int,
-        *,
-        append_sha1: bool,
-        progress: Callable[[int], None] | None = None,
-    ) -> Posted:
-        """POST ``length`` (at most :data:`INLINE_LIMIT`) bytes of ``path`` from ``offset``."""
-        if length > INLINE_LIMIT:
-            raise ValueError(f"{length} bytes is more than an inline upload takes")
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        origin = (parts.scheme, parts.hostname or "", port)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        body = await _read_body(path, offset, length)
+    async def post_file(self, post: FilePost) -> Posted:
+        """Send ``post`` (of at most :data:`INLINE_LIMIT` bytes) and read the answer."""
+        if post.length > INLINE_LIMIT:
+            raise ValueError(f"{post.length} bytes is more than an inline upload takes")
+        origin, target, host = split_url(post.url)
+        body = await _read_body(post.path, post.offset, post.length)
         digest = hashlib.sha1(body).hexdigest()
-        if append_sha1:
+        if post.append_sha1:
             body += digest.encode("ascii")
-        request = _head(target, parts.netloc, headers, len(body)) + body
+        request = _head(target, host, post.headers, len(body)) + body
         conn = self._take(origin)
         try:
             if conn is None:
                 conn = await self._connect(origin)
             with trio.fail_after(self.timeout):
                 await conn.stream.send_all(request)
-            if progress is not None:
-                progress(len(body))
+            if post.progress is not None:
+                post.progress(len(body))
             status, answer_headers, answer, reusable = await self._answer(conn)
         except BaseException as exc:
             if conn is not None:

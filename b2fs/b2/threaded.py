@@ -92,8 +92,19 @@ class SourceShort(Exception):
         self.missing = missing
 
 
-def _connection(origin: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
-    connections: dict[tuple[str, str, int], http.client.HTTPConnection] | None = getattr(
+Origin = tuple[str, str, int]  # scheme, host, port: what one connection reaches
+
+
+def split_url(url: str) -> tuple[Origin, str, str]:
+    """The origin, the request target (path and query) and the Host header's value."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, parts.hostname or "", port), target, parts.netloc
+
+
+def _connection(origin: Origin, timeout: float) -> http.client.HTTPConnection:
+    connections: dict[Origin, http.client.HTTPConnection] | None = getattr(
         _local, "connections", None
     )
     if connections is None:
@@ -106,7 +117,7 @@ def _connection(origin: tuple[str, str, int], timeout: float) -> http.client.HTT
     return conn
 
 
-def _drop(origin: tuple[str, str, int]) -> None:
+def _drop(origin: Origin) -> None:
     connections = getattr(_local, "connections", {})
     conn = connections.pop(origin, None)
     if conn is not None:
@@ -148,11 +159,7 @@ def fetch_range(
     """GET bytes [offset, offset+length) of ``url`` into ``sink`` (see the module docstring).
     ``stop``, once set, ends the transfer at the next chunk (:class:`Stopped`). With
     ``into``, the bytes are received straight into the memory it gives (see :data:`Into`)."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme
-    port = parts.port or (443 if scheme == "https" else 80)
-    origin = (scheme, parts.hostname or "", port)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    origin, target, _ = split_url(url)
     all_headers = {
         **headers,
         "Range": f"bytes={offset}-{offset + length - 1}",
@@ -275,25 +282,27 @@ class Posted:
     sent: int = 0
 
 
-def post_file(
-    url: str,
-    headers: Mapping[str, str],
-    path: str,
-    offset: int,
-    length: int,
-    *,
-    append_sha1: bool,
-    progress: Callable[[int], None] | None = None,
-    timeout: float = 60.0,
-    stop: StopSignal | None = None,
-) -> Posted:
-    """POST ``length`` bytes of ``path`` from ``offset`` (see the module docstring). A 2xx or
-    not, the answer is returned; only a broken exchange raises (:class:`HttpBroken`)."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme
-    port = parts.port or (443 if scheme == "https" else 80)
-    origin = (scheme, parts.hostname or "", port)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
+@dataclass(frozen=True)
+class FilePost:
+    """One upload of a file range: sent by :func:`post_file` here, or from the event loop
+    (``posting.py``) when it is small. ``append_sha1``: send the SHA1 after the bytes (as
+    ``hex_digits_at_end`` means); ``progress``: told the bytes sent so far."""
+
+    url: str
+    headers: Mapping[str, str]
+    path: str
+    offset: int
+    length: int
+    append_sha1: bool
+    progress: Callable[[int], None] | None = None
+
+
+def post_file(post: FilePost, *, timeout: float = 60.0, stop: StopSignal | None = None) -> Posted:
+    """POST the range (see the module docstring). A 2xx or not, the answer is returned; only a
+    broken exchange raises (:class:`HttpBroken`)."""
+    origin, target, _ = split_url(post.url)
+    headers, path, offset, length = post.headers, post.path, post.offset, post.length
+    append_sha1, progress = post.append_sha1, post.progress
     hasher = hashlib.sha1()
     sent = 0
     try:

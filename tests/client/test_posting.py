@@ -25,7 +25,7 @@ import trio
 from b2fs.b2 import B2Client, Bucket, FileSource, posting
 from b2fs.b2.errors import B2ConnectionError
 from b2fs.b2.posting import INLINE_LIMIT, PostingPool
-from b2fs.b2.threaded import MAX_ERROR_BODY, HttpBroken, SourceShort
+from b2fs.b2.threaded import MAX_ERROR_BODY, FilePost, HttpBroken, SourceShort
 from b2fs.emulator import Emulator
 
 from .conftest import calls, connect_to
@@ -125,7 +125,9 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-async def serve_tls(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def serve_tls(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Callable[..., Any], ssl.SSLContext]]:
     """As ``serve``, over TLS with a self-signed certificate; also yields the client's context
     that trusts it."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -172,7 +174,7 @@ HEADERS = {"Authorization": "upload-token", "X-Bz-File-Name": "f", "X-Bz-Content
 
 async def post(pool: PostingPool, server: ScriptedServer, staged: tuple[str, bytes]) -> Any:
     path, data = staged
-    return await pool.post_file(server.url, HEADERS, path, 0, len(data), append_sha1=True)
+    return await pool.post_file(FilePost(server.url, HEADERS, path, 0, len(data), True))
 
 
 async def test_uploads_share_one_kept_connection_and_send_the_body_and_its_sha1(
@@ -200,7 +202,7 @@ async def test_a_part_of_a_file_is_sent_with_its_known_sha1(serve: Any, tmp_path
     path = tmp_path / "f"
     path.write_bytes(b"0123456789")
     posted = await PostingPool(timeout=10).post_file(
-        server.url, HEADERS, str(path), 3, 4, append_sha1=False
+        FilePost(server.url, HEADERS, str(path), 3, 4, append_sha1=False)
     )
     assert server.requests[0].body == b"3456"
     assert posted.sha1 == hashlib.sha1(b"3456").hexdigest()
@@ -342,7 +344,7 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
     path, data = staged
     with pytest.raises(ValueError, match="invalid header"):
         await PostingPool(timeout=10).post_file(
-            server.url, {"X-Bz-Info-a": "1\r\nX-Evil: 2"}, path, 0, len(data), append_sha1=True
+            FilePost(server.url, {"X-Bz-Info-a": "1\r\nX-Evil: 2"}, path, 0, len(data), True)
         )
     assert server.connections == 0
 
@@ -354,7 +356,7 @@ async def test_a_file_shorter_than_declared_raises_before_sending(
     path, data = staged
     with pytest.raises(SourceShort):
         await PostingPool(timeout=10).post_file(
-            server.url, HEADERS, path, 0, len(data) + 5, append_sha1=True
+            FilePost(server.url, HEADERS, path, 0, len(data) + 5, append_sha1=True)
         )
     assert server.connections == 0
 
@@ -414,11 +416,12 @@ async def test_small_file_uploads_go_from_the_event_loop_and_survive_faults(
     await client.upload_file(bucket.bucket_id, "warm-up", FileSource(path))
     connects: list[Any] = []
     real_connect = socket.create_connection
-    monkeypatch.setattr(
-        posting.socket,
-        "create_connection",
-        lambda *a, **k: connects.append(a) or real_connect(*a, **k),
-    )
+
+    def connect(*args: Any, **kwargs: Any) -> socket.socket:
+        connects.append(args)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(posting.socket, "create_connection", connect)
     trips = counting_thread_trips(monkeypatch)
     for name in ("a", "b", "c"):
         version = await client.upload_file(bucket.bucket_id, name, FileSource(path))
