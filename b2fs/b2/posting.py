@@ -11,7 +11,8 @@ threads, where the kernel's copies run without the GIL.
 The body is read with one ``pread`` that must not wait for the disk (``RWF_NOWAIT``: a file
 just written is in the page cache); when the kernel would have to read the disk (a staging
 file left by an earlier mount, say), the read runs in a worker thread instead, so the event
-loop never waits for a disk. The request goes out whole (headers, body, and the SHA1 appended
+loop does not wait for the disk to read a body (opening the file, a lookup of a cached
+inode, stays on the loop). The request goes out whole (headers, body, and the SHA1 appended
 when the caller did not know it, as ``hex_digits_at_end`` means); the answer is read to its
 end (``Content-Length``, chunked, or until the server closes) and returned as a
 ``threaded.Posted``, 2xx or not: the client decides what it means, exactly as for the threaded
