@@ -124,23 +124,21 @@ class PostingPool:
 
     async def _connect(self, origin: Origin) -> _Connection:
         scheme, host, port = origin
-        # Name lookup and connect block: in a worker thread, once per new connection.
-        sock = await trio.to_thread.run_sync(
-            socket.create_connection, (host, port), self.timeout, abandon_on_cancel=True
-        )
-        try:
-            sock.setblocking(False)
-            stream: trio.abc.Stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-            if scheme == "https":
-                if self._tls is None:
-                    self._tls = ssl.create_default_context()
-                tls = trio.SSLStream(stream, self._tls, server_hostname=host, https_compatible=True)
-                with trio.fail_after(self.timeout):
+        with trio.fail_after(self.timeout):
+            sock, trio_sock = await _open_socket(host, port)
+            try:
+                stream: trio.abc.Stream = trio.SocketStream(trio_sock)
+                if scheme == "https":
+                    if self._tls is None:
+                        self._tls = ssl.create_default_context()
+                    tls = trio.SSLStream(
+                        stream, self._tls, server_hostname=host, https_compatible=True
+                    )
                     await tls.do_handshake()
-                stream = tls
-        except BaseException:
-            sock.close()
-            raise
+                    stream = tls
+            except BaseException:
+                sock.close()
+                raise
         return _Connection(stream, sock, bytearray())
 
     # -- the answer ----------------------------------------------------------------------------
@@ -218,6 +216,29 @@ class PostingPool:
             if len(body) <= MAX_ERROR_BODY:
                 body += conn.buffered[:size]
             del conn.buffered[: size + 2]
+
+
+async def _open_socket(host: str, port: int) -> tuple[socket.socket, trio.socket.SocketType]:
+    """A socket connected to the first of ``host``'s addresses that accepts, as the stdlib
+    socket (for :func:`_still_open`) and trio's wrapper of it. Cancelling closes it."""
+    failure: OSError = OSError(f"no address found for {host}")
+    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            trio_sock = trio.socket.from_stdlib_socket(sock)
+            await trio_sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock, trio_sock
+    raise failure
 
 
 async def _read_body(path: str, offset: int, length: int) -> bytearray:
