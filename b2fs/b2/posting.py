@@ -29,7 +29,8 @@ import hashlib
 import os
 import socket
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -48,6 +49,7 @@ from b2fs.b2.threaded import (
 INLINE_LIMIT = 256 * 1024  # bodies up to this are read, hashed and sent on the event loop
 MAX_HEAD = 64 * 1024  # status line and headers of an answer
 IDLE_PER_ORIGIN = 64  # keep-alive connections kept per upload host
+IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (B2 closes idle ones too)
 
 
 @dataclass(eq=False)
@@ -55,17 +57,28 @@ class _Connection:
     stream: trio.abc.Stream
     sock: socket.socket  # the stdlib socket under ``stream``
     buffered: bytearray  # received and not yet parsed (nothing, between exchanges)
+    idle_since: float = 0.0
 
 
 class PostingPool:
     """Idle keep-alive connections per origin, and the POST sent on one of them."""
 
-    def __init__(self, timeout: float, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``tls``: the context of https connections (by default the system's trusted CAs,
         as for every other request of the client)."""
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         self._idle: dict[Origin, list[_Connection]] = {}
         self._tls = tls
+        self._clock = clock
+        self._swept = clock()
 
     async def post_file(self, post: FilePost) -> Posted:
         """Send ``post`` (of at most :data:`INLINE_LIMIT` bytes) and read the answer."""
@@ -116,11 +129,31 @@ class PostingPool:
         return None
 
     def _give_back(self, origin: Origin, conn: _Connection) -> None:
+        now = conn.idle_since = self._clock()
         idle = self._idle.setdefault(origin, [])
         if len(idle) < IDLE_PER_ORIGIN:
             idle.append(conn)
         else:
             conn.sock.close()
+        if now - self._swept >= self.idle_timeout / 4:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections idle for longer than ``idle_timeout``: upload URLs change
+        (a failed upload drops its URL, B2 hands out others), and a connection to a host no
+        longer used would otherwise stay open, unused, for as long as the mount."""
+        self._swept = now
+        for origin, idle in list(self._idle.items()):
+            kept = []
+            for conn in idle:
+                if now - conn.idle_since < self.idle_timeout:
+                    kept.append(conn)
+                else:
+                    conn.sock.close()
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
 
     async def _connect(self, origin: Origin) -> _Connection:
         scheme, host, port = origin

@@ -65,12 +65,17 @@ class ScriptedServer:
     requests: list[Request] = field(default_factory=list)
     connections: int = 0
     closed_by_client: int = 0
+    client_closed: trio.Event = field(default_factory=trio.Event)  # a connection, at least
     port: int = 0
     scheme: str = "http"
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/b2api/v3/b2_upload_file/bucket/pod"
+
+    def _closed(self) -> None:
+        self.closed_by_client += 1
+        self.client_closed.set()
 
     async def serve(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
@@ -80,7 +85,7 @@ class ScriptedServer:
                 while b"\r\n\r\n" not in buffered:
                     data = await stream.receive_some(65536)
                     if not data:
-                        self.closed_by_client += 1
+                        self._closed()
                         return
                     buffered += data
                 end = buffered.index(b"\r\n\r\n")
@@ -91,7 +96,7 @@ class ScriptedServer:
                 while len(buffered) < length:
                     data = await stream.receive_some(65536)
                     if not data:
-                        self.closed_by_client += 1
+                        self._closed()
                         return
                     buffered += data
                 request.body = bytes(buffered[:length])
@@ -101,7 +106,7 @@ class ScriptedServer:
                 reply = self.answers[number - 1]
                 if reply is None:
                     if await stream.receive_some(65536) == b"":
-                        self.closed_by_client += 1
+                        self._closed()
                     return
                 await stream.send_all(reply)
                 if number in self.close_after:
@@ -272,6 +277,24 @@ async def test_a_connection_closed_by_the_server_is_not_used_again(
     assert len(server.requests) == 3
 
 
+async def test_connections_idle_too_long_are_closed(serve: Any, staged: tuple[str, bytes]) -> None:
+    """Upload URLs change over a mount's life: a connection to a host no longer used is closed
+    once it has been idle for ``idle_timeout``, not kept for as long as the mount."""
+    now = [1000.0]
+    pool = PostingPool(timeout=10, idle_timeout=60, clock=lambda: now[0])
+    old, new = await serve([answer()]), await serve([answer(), answer()])
+    await post(pool, old, staged)
+    now[0] += 30
+    await post(pool, new, staged)
+    assert ("http", "127.0.0.1", old.port) in pool._idle  # idle for 30 s: kept
+    now[0] += 31
+    await post(pool, new, staged)  # the old host's connection has been idle for 61 s
+    with trio.fail_after(10):
+        await old.client_closed.wait()
+    assert list(pool._idle) == [("http", "127.0.0.1", new.port)]
+    assert new.connections == 1
+
+
 async def test_a_large_answer_is_cut_and_its_connection_dropped(
     serve: Any, staged: tuple[str, bytes]
 ) -> None:
@@ -318,8 +341,7 @@ async def test_a_silent_server_times_out_and_the_connection_is_closed(
     with pytest.raises(HttpBroken, match="TooSlowError"):
         await post(PostingPool(timeout=0.2), server, staged)
     with trio.fail_after(10):
-        while server.closed_by_client == 0:
-            await trio.sleep(0.01)
+        await server.client_closed.wait()
 
 
 async def test_a_cancelled_upload_closes_its_connection(
@@ -332,8 +354,7 @@ async def test_a_cancelled_upload_closes_its_connection(
     with trio.move_on_after(0.2):
         await post(pool, server, staged)
     with trio.fail_after(10):
-        while server.closed_by_client == 0:
-            await trio.sleep(0.01)
+        await server.client_closed.wait()
     assert pool._idle.get(("http", "127.0.0.1", server.port), []) == []
 
 
