@@ -9,7 +9,9 @@ event loop stays free for FUSE requests.
 
 Uploads of file ranges (:func:`post_file`) go the same way: the thread reads the file into a
 reused buffer, hashes it and sends it with an exact Content-Length (the SHA1 appended as 40
-hex digits when it was not known in advance, as ``hex_digits_at_end`` means).
+hex digits when it was not known in advance, as ``hex_digits_at_end`` means). Small ranges
+are the exception: the client sends those from the event loop (``posting.py``), where a few
+KiB cost less than the trip to a thread; both take the same :class:`FilePost`.
 
 One request per call of :func:`fetch_range` or :func:`post_file`, run by
 ``trio.to_thread.run_sync``: each worker
