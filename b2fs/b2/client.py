@@ -284,8 +284,9 @@ class B2Client:
         timeouts (connect 10 s, read/write 60 s, waiting for a pooled connection 120 s).
         ``max_connections``: connections kept alive to B2 (64). ``transport``: an httpx
         transport to use instead of the network (tests). ``trust_env``: honour the proxy
-        environment variables (for API calls; downloads and file uploads connect directly). ``upload_chunk_size``: bytes read per chunk of an upload.
-        ``max_idle_upload_urls``: idle upload URLs kept per bucket and per large file.
+        environment variables (for API calls; downloads and file uploads connect directly).
+        ``upload_chunk_size``: bytes read per chunk of an upload. ``max_idle_upload_urls``:
+        idle upload URLs kept per bucket and per large file.
         A refused key raises :class:`B2BadCredentials`.
         """
         client = cls(
