@@ -183,9 +183,7 @@ class PostingPool:
         conn.buffered += data
         return bool(data)
 
-    async def _answer(self, conn: _Connection) -> tuple[int, dict[str, str], bytes, bool]:
-        """Status, headers, body (at most MAX_ERROR_BODY bytes) and whether the
-        connection can carry another request."""
+    async def _head(self, conn: _Connection) -> tuple[int, str, dict[str, str]]:
         while (end := conn.buffered.find(b"\r\n\r\n")) < 0:
             if len(conn.buffered) > MAX_HEAD:
                 raise HttpBroken("the answer's headers are too long")
@@ -193,7 +191,14 @@ class PostingPool:
                 raise HttpBroken("the connection closed before an answer")
         head = bytes(conn.buffered[:end]).decode("latin-1")
         del conn.buffered[: end + 4]
-        status, version, headers = _parse_head(head)
+        return _parse_head(head)
+
+    async def _answer(self, conn: _Connection) -> tuple[int, dict[str, str], bytes, bool]:
+        """Status, headers, body (at most MAX_ERROR_BODY bytes) and whether the
+        connection can carry another request."""
+        status, version, headers = await self._head(conn)
+        while 100 <= status < 200:  # an interim answer (100 Continue, unasked): the next one
+            status, version, headers = await self._head(conn)
         lowered = {k.lower(): v for k, v in headers.items()}
         keep_alive = _keeps_alive(version, lowered.get("connection", ""))
         if "chunked" in lowered.get("transfer-encoding", "").lower():

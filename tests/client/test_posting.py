@@ -237,10 +237,11 @@ async def test_a_server_whose_certificate_is_not_trusted_is_refused(
     assert server.requests == []
 
 
-async def test_chunked_and_close_delimited_answers_are_read_whole(
+async def test_interim_chunked_and_close_delimited_answers_are_read_whole(
     serve: Any, staged: tuple[str, bytes]
 ) -> None:
     chunked = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"  # an interim answer first, though none was asked
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b'4;ext=1\r\n{"a"\r\n5\r\n: 12}\r\n0\r\nX-Trailer: t\r\n\r\n'
     )
