@@ -183,12 +183,22 @@ class PostingPool:
         conn.buffered += data
         return bool(data)
 
+    async def _more(self, conn: _Connection, cut: str = "in the middle of an answer") -> None:
+        """Receive more of the answer; the stream ending here is a broken exchange."""
+        if not await self._receive(conn):
+            raise HttpBroken(f"the connection closed {cut}")
+
+    async def _find(self, conn: _Connection, marker: bytes) -> int:
+        """Receive until ``marker`` is in the buffer; where it starts."""
+        while (at := conn.buffered.find(marker)) < 0:
+            await self._more(conn)
+        return at
+
     async def _head(self, conn: _Connection) -> tuple[int, str, dict[str, str]]:
         while (end := conn.buffered.find(b"\r\n\r\n")) < 0:
             if len(conn.buffered) > MAX_HEAD:
                 raise HttpBroken("the answer's headers are too long")
-            if not await self._receive(conn):
-                raise HttpBroken("the connection closed before an answer")
+            await self._more(conn, "before an answer")
         head = bytes(conn.buffered[:end]).decode("latin-1")
         del conn.buffered[: end + 4]
         return _parse_head(head)
@@ -214,8 +224,7 @@ class PostingPool:
     async def _sized(self, conn: _Connection, length: int) -> tuple[bytes, bool]:
         wanted = min(length, MAX_ERROR_BODY)
         while len(conn.buffered) < wanted:
-            if not await self._receive(conn):
-                raise HttpBroken("the connection closed in the middle of an answer")
+            await self._more(conn)
         body = bytes(conn.buffered[:wanted])
         del conn.buffered[:wanted]
         return body, wanted == length
@@ -230,9 +239,7 @@ class PostingPool:
     async def _chunked(self, conn: _Connection) -> tuple[bytes, bool]:
         body = bytearray()
         while True:
-            while (end := conn.buffered.find(b"\r\n")) < 0:
-                if not await self._receive(conn):
-                    raise HttpBroken("the connection closed in the middle of an answer")
+            end = await self._find(conn, b"\r\n")
             size_text = bytes(conn.buffered[:end]).split(b";", 1)[0].strip()
             try:
                 size = int(size_text, 16)
@@ -241,16 +248,12 @@ class PostingPool:
             del conn.buffered[: end + 2]
             if size == 0:
                 # The trailer section (usually empty) ends with an empty line.
-                while (end := conn.buffered.find(b"\r\n")) != 0:
-                    if end > 0:
-                        del conn.buffered[: end + 2]
-                    elif not await self._receive(conn):
-                        raise HttpBroken("the connection closed in the middle of an answer")
+                while (end := await self._find(conn, b"\r\n")) > 0:
+                    del conn.buffered[: end + 2]
                 del conn.buffered[:2]
                 return bytes(body[:MAX_ERROR_BODY]), len(body) <= MAX_ERROR_BODY
             while len(conn.buffered) < size + 2:
-                if not await self._receive(conn):
-                    raise HttpBroken("the connection closed in the middle of an answer")
+                await self._more(conn)
             if len(body) <= MAX_ERROR_BODY:
                 body += conn.buffered[:size]
             del conn.buffered[: size + 2]
