@@ -244,8 +244,9 @@ class B2Client:
         self._download_threads = trio.CapacityLimiter(max_connections)
         self._upload_slots = trio.CapacityLimiter(max_connections)
         self._posting = PostingPool(self._read_timeout)
-        # The threaded bulk path talks HTTP itself: not when a test injects an httpx transport.
-        self._threads_allowed = transport is None
+        # The bulk paths (threaded.py, posting.py) talk HTTP themselves: not when a test
+        # injects an httpx transport.
+        self._own_http_allowed = transport is None
         self._transport = Transport(
             stats=self.stats,
             redactor=self._redactor,
@@ -994,7 +995,7 @@ class B2Client:
                     fetched = await self._with_auth(fetch_url)
                     leased = LeasedUrl(fetched, trio.current_time())
                 url = leased.url
-            if isinstance(source, FileSource) and self._threads_allowed:
+            if isinstance(source, FileSource) and self._own_http_allowed:
                 result, sent_sha1 = await self._upload_file_range(
                     endpoint, url, {**headers, "User-Agent": self._user_agent}, source, sha1
                 )
@@ -1537,7 +1538,7 @@ class B2Client:
         endpoint = "b2_download_file_by_id"
         validation.check_id(file_id, "file id", endpoint)
         validation.check_range(offset, length, endpoint)
-        if not self._threads_allowed:
+        if not self._own_http_allowed:
             await self._download_into(
                 CallbackSink(_on_trio_thread(sink)), file_id, None, None, offset, length
             )
