@@ -16,8 +16,8 @@ in-memory index is only touched from the trio thread.
 
 The most recently stored blocks also stay in memory (``hot_bytes``, an LRU of its own), so
 that the reader a prefetch works for gets its block without a disk read (on these machines
-writing a new MiB to the page cache costs ~2 ms of CPU; reading it back is cheap but a thread
-hop each time).
+a MiB written to the page cache in one piece costs ~2 ms of CPU; reading it back is cheap but
+a thread hop each time).
 """
 
 from __future__ import annotations
@@ -424,9 +424,11 @@ def _round_up(length: int) -> int:
 def _write_block(path: Path, data: bytes | AlignedBlock) -> None:
     """Write a new block file, bypassing the page cache when the filesystem allows.
 
-    On these machines filling new page-cache pages costs about 2 ms of CPU per MiB (481 MB per
-    CPU-second), which made the cache the largest CPU cost of a cold read; an O_DIRECT write
-    from a reused aligned buffer measured 3,047 MB per CPU-second. The block is padded to the
+    On these machines a block written to the page cache in one piece costs about 2 ms of CPU
+    per MiB (481 MB per CPU-second: a 1 MiB write makes a 1 MiB folio, and those are the
+    costly ones, see ``transfer.staging.WRITE_PIECE``), which made the cache the largest CPU
+    cost of a cold read; an O_DIRECT write from a reused aligned buffer measured 3,047 MB per
+    CPU-second, and leaves the page cache alone. The block is padded to the
     alignment and truncated back. An :class:`AlignedBlock` is written from its own memory
     (zero past the block: a new mapping starts zeroed); ``bytes`` are copied into an aligned
     buffer first (pooled, a few idle ones kept, not kept per thread). Filesystems without

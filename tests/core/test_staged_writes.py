@@ -121,6 +121,39 @@ async def test_small_writes_kept_in_memory_stay_within_the_budget(
         assert await core.read_file(f"/{name}") == b"A" * RECORD + b"B" * RECORD + b"C" * RECORD
 
 
+async def test_a_large_write_reaches_the_staging_file_in_pieces_of_at_most_write_piece(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 MiB write at a 1 MiB boundary would make 1 MiB page-cache folios, which cost ten
+    times as much to fill on these machines (staging.WRITE_PIECE): it goes in pieces."""
+    fs = core.fs
+    calls: list[tuple[int, int]] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append((offset, len(data)))
+        return real_pwrite(fd, data, offset)
+
+    content = os.urandom((2 << 20) + 100)
+    fh, _ = await fs.create(ROOT_INODE, b"big", 0o644, os.O_WRONLY, 0, 0)
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    assert await fs.write(fh, 0, content[: 1 << 20]) == 1 << 20
+    assert await fs.write(fh, 1 << 20, content[1 << 20 :]) == len(content) - (1 << 20)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert max(length for _, length in calls) == staging.WRITE_PIECE <= 256 << 10
+    position = 0
+    for offset, length in calls:  # in order, each piece where the last one ended
+        assert offset == position
+        position += length
+    assert position == len(content)
+    staged = fs.writeback.by_name[(core.bucket.id, "big")]
+    assert staged.file.path.read_bytes() == content
+    await fs.flush(fh)
+    await fs.release(fh)
+    await fs.drain()
+    assert await core.read_file("/big") == content
+
+
 async def test_a_run_that_cannot_be_written_stays_in_memory_and_close_reports_it(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
