@@ -101,6 +101,16 @@ class JournalRow:
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(JournalRow)]
+_INSERT = (
+    f"INSERT INTO staged({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))})"
+)
+_UPDATE = f"UPDATE staged SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:])} WHERE id = ?"
+
+
+def _values(row: JournalRow) -> list[Any]:
+    """The row's fields in column order (``dataclasses.astuple`` deep-copies every field: 34 us
+    a row against 1 us, on the journal's thread, holding the GIL, for every file closed)."""
+    return [getattr(row, column) for column in _COLUMNS]
 
 
 class JournalMismatch(Exception):
@@ -261,12 +271,7 @@ class Journal:
         return int(await self._change(lambda: self._insert(row), first))
 
     def _insert(self, row: JournalRow) -> int:
-        values = dataclasses.astuple(row)[1:]
-        cursor = self.db.execute(
-            f"INSERT INTO staged({', '.join(_COLUMNS[1:])}) "
-            f"VALUES ({', '.join('?' * len(values))})",
-            values,
-        )
+        cursor = self.db.execute(_INSERT, _values(row)[1:])
         row.id = int(cursor.lastrowid or 0)
         return row.id
 
@@ -274,9 +279,8 @@ class Journal:
         await self._change(lambda: self._update(row), first)
 
     def _update(self, row: JournalRow) -> None:
-        values = dataclasses.astuple(row)
-        assignments = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
-        self.db.execute(f"UPDATE staged SET {assignments} WHERE id = ?", (*values[1:], values[0]))
+        values = _values(row)
+        self.db.execute(_UPDATE, (*values[1:], values[0]))
 
     async def delete(self, row_id: int) -> None:
         await self._change(lambda: self._delete(row_id))
