@@ -52,8 +52,8 @@ PENDING_WRITE_MAX = 128 << 10  # a larger write goes to the staging file at once
 # The largest single pwrite into a staging file. The page cache sizes a new folio by the write
 # that makes it: a 1 MiB write at a 1 MiB boundary gets one 1 MiB folio. On these machines
 # (VMs that hand free memory back to their host) filling such large folios cost about 2 ms of
-# CPU per MiB, ten times as much as writes of 256 KiB (docs/PERFORMANCE.md); elsewhere the
-# extra system calls cost next to nothing.
+# CPU per MiB, ten times as much as writes of 256 KiB (docs/PERFORMANCE.md). The price where
+# large folios are cheap: three more system calls per MiB, in the same worker-thread trip.
 WRITE_PIECE = 256 << 10
 
 
