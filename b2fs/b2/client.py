@@ -1038,6 +1038,8 @@ class B2Client:
         (``posting.py``), else streamed from a worker thread (``threaded.py``)."""
         self.stats.record_request(endpoint)
         started = time.perf_counter()
+        if source.progress is not None:
+            source.progress(0)  # a new attempt: nothing of it sent yet (a retry starts over)
         post = threaded.FilePost(
             url.upload_url,
             {**headers, "Authorization": url.authorization_token},

@@ -97,7 +97,7 @@ class PostingPool:
             with trio.fail_after(self.timeout):
                 await conn.stream.send_all(request)
             if post.progress is not None:
-                post.progress(len(body))
+                post.progress(post.length)  # the source's bytes (not the appended SHA1)
             status, answer_headers, answer, reusable = await self._answer(conn)
         except BaseException as exc:
             if conn is not None:

@@ -16,11 +16,12 @@ With ``append_sha1`` it appends the 40 hex digits of the SHA1 after the data, wh
 A file that turns out shorter than promised raises :class:`B2SourceError` (a file that grew is
 read only up to the promised size).
 
-A :class:`FileSource` may carry a ``progress`` callback: each attempt calls it with 0 when it
-opens the file and then with the bytes read so far, just before they go to the HTTP layer
-(so it runs ahead of the network by at most one chunk). It is called from a worker thread,
-or from the event loop for a small upload (``posting.py``): it must only store the number (an
-assignment is atomic under the GIL).
+A :class:`FileSource` may carry a ``progress`` callback: each attempt calls it with 0 first
+and then with the bytes of the file read so far (never counting an appended SHA1), just
+before they go to the HTTP layer (so it runs ahead of the network by at most one chunk);
+the client's own upload paths report the 0 in ``B2Client._upload_file_range``. It is called
+from a worker thread, or from the event loop for a small upload (``posting.py``): it must
+only store the number (an assignment is atomic under the GIL).
 """
 
 from __future__ import annotations

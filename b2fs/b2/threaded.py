@@ -331,7 +331,7 @@ def post_file(post: FilePost, *, timeout: float = 60.0, stop: StopSignal | None 
                     conn.endheaders(message_body=body)
                     sent = len(body)
                     if progress is not None:
-                        progress(sent)
+                        progress(length)  # the source's bytes (not the appended SHA1)
                 else:
                     conn.endheaders()
                     left = length

@@ -175,6 +175,26 @@ async def test_file_uploads_go_from_a_thread_and_survive_faults(
     assert await client.download_bytes_by_id(version.file_id or "") == data
 
 
+@pytest.mark.parametrize("size", [16 * 1024, 512 * 1024, 3 * 1024 * 1024])
+async def test_each_upload_attempt_reports_its_progress_from_zero(
+    emulator: Emulator, client: B2Client, bucket: Bucket, tmp_path: Path, size: int
+) -> None:
+    """`b2fs status` shows how much of the file an upload has sent: a retry starts again at
+    0, and the count ends at the file's size (the SHA1 appended to the body is not the
+    file's), whether the body goes from the event loop (16 KiB), from a worker thread in one
+    send (512 KiB) or streamed (3 MiB)."""
+    path = tmp_path / "staging"
+    path.write_bytes(os.urandom(size))
+    reported: list[int] = []
+    emulator.faults.script("upload", "reset", count=1)
+    emulator.faults.script("upload", "503", count=1)
+    await client.upload_file(bucket.bucket_id, "f", FileSource(path, progress=reported.append))
+    attempts = calls(emulator, "b2_upload_file")
+    assert attempts == 3
+    assert reported[0] == 0 and reported[-1] == size
+    assert reported.count(0) == attempts  # every attempt begins at nothing sent
+
+
 async def test_a_file_shorter_than_declared_is_not_retried(
     emulator: Emulator, client: B2Client, bucket: Bucket, tmp_path: Path
 ) -> None:
